@@ -1,0 +1,62 @@
+-- acquire.lua: grant units at once, or queue a blocking request in the pool's fair queue.
+-- KEYS: the pool's keys, as listed in lib.lua
+-- ARGV[1] member  ARGV[2] units  ARGV[3] ttl ms  ARGV[4] id (lease id if granted, waiter id if queued)
+-- ARGV[5] mode: "try" (never queue) or "wait"  ARGV[6] ms the waiter counts as alive without a heartbeat
+-- ARGV[7] capacity to create a missing pool with ("" = the pool must exist; Lock uses "1")
+-- returns: {"ok", token, expires ms} | {"busy"} | {"queued", ms until the next lease expiry or -1}
+--          | {"nopool"} | {"invalid", message}
+return run(function()
+  local m, units, ttl, id, mode = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
+  local now = now_ms()
+  if not load_pool() then
+    if ARGV[7] == '' then return {'nopool'} end
+    init_pool(tonumber(ARGV[7]), '1', now)
+  end
+  -- Validate before anything changes.
+  if P.capacity > 0 and units > P.capacity then return {'invalid', too_big_capacity(units)} end
+  local r = rec_load(m)
+  if r and r.rm == 0 and r.max and units > r.max then return {'invalid', too_big_cap(units, m, r.max)} end
+  if redis.call('HEXISTS', K_LEASES, id) == 1 or redis.call('HEXISTS', K_WAITERS, id) == 1 then
+    return {'invalid', 'id ' .. id .. ' is already in use'}
+  end
+
+  housekeeping(now)
+  r = rec_load(m)
+  if not r then
+    r = rec_new(m, now)
+  elseif r.rm == 1 then  -- removed while holding leases: it comes back as a new member
+    r.rm, r.ws, r.w, r.max = 0, P.dw, tonumber(P.dw), nil
+  end
+  touch(r, now)
+
+  if r.wait == 0 then
+    place(r)
+    if units <= P.capacity - P.held and (not r.max or r.held + units <= r.max) then
+      local top = redis.call('ZRANGE', K_READY, 0, 0, 'WITHSCORES')
+      if not top[1] or r.vs < tonumber(top[2]) then  -- nobody waiting ranks ahead (rule 2)
+        local token, exp = grant(r, id, units, ttl, now, false)
+        rec_save(r)
+        save_pool()
+        return {'ok', I(token), I(exp)}
+      end
+    end
+  end
+  if mode == 'try' then
+    rec_save(r)
+    save_pool()
+    return {'busy'}
+  end
+
+  P.seq = P.seq + 1
+  local e = m .. '\0' .. string.format('%016d', P.seq) .. '\0' .. I(units) .. '\0' .. I(ttl) .. '\0' .. id
+  redis.call('ZADD', K_QUEUE, 0, e)
+  redis.call('HSET', K_WAITERS, id, e)
+  redis.call('ZADD', K_ALIVE, I(now + tonumber(ARGV[6])), id)
+  redis.call('ZADD', K_SIZES, I(units), id)
+  if r.wait == 0 then r.hseq, r.hu = P.seq, units end
+  r.wait = r.wait + units
+  P.waiting = P.waiting + units
+  rec_save(r)
+  save_pool()
+  return {'queued', I(next_expiry(now))}
+end)

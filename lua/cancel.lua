@@ -1,0 +1,25 @@
+-- cancel.lua: a waiter gives up (timeout, interrupt). Leaves the queue atomically; if it was
+-- granted in the same instant, hands the grant back to the caller instead.
+-- KEYS: the pool's keys, as listed in lib.lua
+-- ARGV[1] waiter id
+-- returns: {"cancelled"} | {"wake", message from its wake list} | {"gone"} | {"nopool"}
+return run(function()
+  local id = ARGV[1]
+  local now = now_ms()
+  local msg = nil
+  if not load_pool() then
+    msg = redis.call('LPOP', K_WAKE .. id)
+    if msg then return {'wake', msg} end
+    return {'nopool'}
+  end
+  local result
+  if drop_waiter(id, now, false) then
+    result = {'cancelled'}
+  else
+    msg = redis.call('LPOP', K_WAKE .. id)
+    if msg then result = {'wake', msg} else result = {'gone'} end
+  end
+  housekeeping(now)  -- the leaving head may have held others back
+  save_pool()
+  return result
+end)

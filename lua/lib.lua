@@ -1,0 +1,324 @@
+-- lib.lua: state, records and the grant rule shared by every wshare script.
+-- Not a script on its own: the loader puts it in front of each operation file.
+--
+-- Every script receives the same KEYS, all inside the pool's {hash tag}:
+--   KEYS[1]  pool     hash  capacity, default_weight, held, waiting, token, seq, vclock, avg_hold
+--   KEYS[2]  members  hash  member -> "w=<weight> max=<n|-> held=<n> wait=<n> vs=<S> vt=<ms> head=<seq>:<units> rm=<0|1>"
+--   KEYS[3]  leases   hash  lease id -> "<units>:<token>:<ttl ms>:<granted ms>:<member>"
+--   KEYS[4]  expiry   zset  lease id -> expiry (ms, Redis server clock)
+--   KEYS[5]  ready    zset  "<head seq, 16 digits>\0<member>" -> S, members whose head request fits their cap
+--   KEYS[6]  active   zset  member -> S, members holding or waiting
+--   KEYS[7]  queue    zset  "<member>\0<seq, 16 digits>\0<units>\0<ttl ms>\0<id>" at score 0 (lex = FIFO per member)
+--   KEYS[8]  waiters  hash  waiter id -> its queue entry
+--   KEYS[9]  alive    zset  waiter id -> ms after which a silent waiter is presumed dead
+--   KEYS[10] sizes    zset  waiter id -> units asked (finds requests a resize made impossible)
+--   KEYS[11] wake prefix "<prefix>:{pool}:wake:"; the list a waiter blocks on is that prefix .. its id
+--
+-- S ("vs") is a member's virtual service: the integral of held units dt / weight, in
+-- unit-seconds. It is kept lazily (brought up to date only at the member's own events) and
+-- freed units go to the ready member with the lowest stored S; ties go to the earliest head.
+
+local K_POOL, K_MEMBERS, K_LEASES, K_EXPIRY = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_READY, K_ACTIVE, K_QUEUE, K_WAITERS = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local K_ALIVE, K_SIZES, K_WAKE = KEYS[9], KEYS[10], KEYS[11]
+
+local MAX_GRANTS = 100      -- grants per call; callers that can free more loop (configure)
+local MAX_RECLAIM = 64      -- expired leases reclaimed per call
+local MAX_PURGE = 64        -- dead waiters purged per call
+local CREDIT_PERIODS = 4    -- catch-up credit B = CREDIT_PERIODS * capacity * avg_hold
+local HOLD_ALPHA = 0.02     -- smoothing of the average hold time
+local NOTICE_MS = 60000     -- how long an undelivered failure notice waits for its waiter
+
+local P                     -- the pool's state, loaded by load_pool()
+
+-- Raise a wshare error; main() turns it into an error reply "WSHARE <code> <message>".
+local function abort(code, msg)
+  error({wshare = code .. ' ' .. msg})
+end
+
+-- Run main, mapping wshare errors (and anything unexpected) to clean error replies.
+local function run(main)
+  local ok, res = pcall(main)
+  if ok then return res end
+  if type(res) == 'table' and res.wshare then return redis.error_reply('WSHARE ' .. res.wshare) end
+  if type(res) == 'table' and res.err then return redis.error_reply(res.err) end
+  return redis.error_reply('WSHARE internal ' .. tostring(res))
+end
+
+local function I(x) return string.format('%d', x) end
+local function F(x) return string.format('%.17g', x) end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- A number from stored state, checked, or a clear error naming where it came from.
+local function num(s, what, lo)
+  local x = tonumber(s)
+  if x == nil or x ~= x or x == math.huge or x == -math.huge or (lo ~= nil and x < lo) then
+    abort('corrupt', 'pool state: ' .. what .. ' is ' .. tostring(s))
+  end
+  return x
+end
+
+local POOL_FIELDS = {'capacity', 'default_weight', 'held', 'waiting', 'token', 'seq', 'vclock', 'avg_hold'}
+
+local function load_pool()
+  local v = redis.call('HMGET', K_POOL, unpack(POOL_FIELDS))
+  if not v[1] then return nil end
+  P = {
+    capacity = num(v[1], 'capacity', 0), dw = v[2], held = num(v[3], 'held', 0),
+    waiting = num(v[4], 'waiting', 0), token = num(v[5], 'token', 0), seq = num(v[6], 'seq', 0),
+    vclock = num(v[7], 'vclock'), avg_hold = num(v[8], 'avg_hold', 0),
+  }
+  num(P.dw, 'default_weight', 0)
+  return P
+end
+
+local function init_pool(capacity, dw, now)
+  -- Tokens start at the server clock (microseconds), so a pool deleted and created again,
+  -- or lost with a Redis without persistence, still hands out larger tokens than before.
+  P = {capacity = capacity, dw = dw, held = 0, waiting = 0, token = now * 1000, seq = 0,
+       vclock = 0, avg_hold = 1}
+  redis.call('HSET', K_POOL, 'capacity', I(capacity), 'default_weight', dw)
+end
+
+local function save_pool()
+  redis.call('HSET', K_POOL, 'held', I(P.held), 'waiting', I(P.waiting), 'token', I(P.token),
+             'seq', I(P.seq), 'vclock', F(P.vclock), 'avg_hold', F(P.avg_hold))
+end
+
+-- Member records -------------------------------------------------------------------------
+
+local function ready_entry(r)
+  if r.wait > 0 and (not r.max or r.held + r.hu <= r.max) then
+    return string.format('%016d', r.hseq) .. '\0' .. r.m
+  end
+  return false
+end
+
+local function rec_load(m)
+  local s = redis.call('HGET', K_MEMBERS, m)
+  if not s then return nil end
+  local w, mx, held, wait, vs, vt, hseq, hu, rm = string.match(s,
+    '^w=(%S+) max=(%S+) held=(%d+) wait=(%d+) vs=(%S+) vt=(%d+) head=(%d+):(%d+) rm=([01])$')
+  if not w then abort('corrupt', 'member ' .. m .. ' record is ' .. s) end
+  local r = {m = m, ws = w, w = num(w, 'weight of ' .. m, 0), held = tonumber(held), wait = tonumber(wait),
+             vs = num(vs, 'vs of ' .. m), vt = tonumber(vt), hseq = tonumber(hseq), hu = tonumber(hu),
+             rm = tonumber(rm)}
+  if r.w <= 0 then abort('corrupt', 'weight of ' .. m .. ' is ' .. w) end
+  if mx ~= '-' then r.max = num(mx, 'max_units of ' .. m, 0) end
+  r.rentry = ready_entry(r)
+  r.was_active = r.held > 0 or r.wait > 0
+  return r
+end
+
+local function rec_new(m, now)
+  return {m = m, ws = P.dw, w = tonumber(P.dw), held = 0, wait = 0, vs = P.vclock, vt = now,
+          hseq = 0, hu = 0, rm = 0, rentry = false, was_active = false}
+end
+
+local function rec_need(m)
+  local r = rec_load(m)
+  if not r then abort('corrupt', 'member ' .. m .. ' has leases or waiters but no record') end
+  return r
+end
+
+-- Bring S up to date: the member held r.held units from r.vt until now.
+local function touch(r, now)
+  if now > r.vt then
+    if r.held > 0 then r.vs = r.vs + r.held / r.w * (now - r.vt) / 1000 end
+    r.vt = now
+  end
+end
+
+local function lowest(zkey)
+  local t = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
+  if t[1] then return tonumber(t[2]) end
+  return nil
+end
+
+-- Write a record back and keep the ready and active indexes in step with it.
+local function rec_save(r)
+  local e = ready_entry(r)
+  if r.rentry and r.rentry ~= e then redis.call('ZREM', K_READY, r.rentry) end
+  if e then redis.call('ZADD', K_READY, F(r.vs), e) end
+  r.rentry = e
+  local active = r.held > 0 or r.wait > 0
+  if active then
+    redis.call('ZADD', K_ACTIVE, F(r.vs), r.m)
+  elseif r.was_active then
+    redis.call('ZREM', K_ACTIVE, r.m)
+    -- The member went idle: remember how far the pool's virtual time has come, so members
+    -- returning from idle later are placed there and bank no credit for their idle time.
+    local ref = lowest(K_ACTIVE) or r.vs
+    if ref > P.vclock then P.vclock = ref end
+  end
+  r.was_active = active
+  if r.rm == 1 and not active then
+    redis.call('HDEL', K_MEMBERS, r.m)
+  else
+    local mx = '-'
+    if r.max then mx = I(r.max) end
+    redis.call('HSET', K_MEMBERS, r.m, 'w=' .. r.ws .. ' max=' .. mx .. ' held=' .. I(r.held) ..
+      ' wait=' .. I(r.wait) .. ' vs=' .. F(r.vs) .. ' vt=' .. I(r.vt) .. ' head=' .. I(r.hseq) ..
+      ':' .. I(r.hu) .. ' rm=' .. I(r.rm))
+  end
+end
+
+-- A member with no queued request starts asking (rule 3b/3c). Idle members are placed at the
+-- pool's virtual time; busy ones keep at most B/weight of credit below the lowest waiter.
+local function place(r)
+  local wref = lowest(K_READY)
+  if r.held == 0 then
+    local ref = wref or lowest(K_ACTIVE)
+    if ref and ref > P.vclock then P.vclock = ref end
+    -- max(own S, lowest waiting S); with nobody waiting, the pool's virtual time.
+    local floor = wref or P.vclock
+    if floor > r.vs then r.vs = floor end
+  elseif wref then
+    local floor = wref - CREDIT_PERIODS * P.capacity * P.avg_hold / r.w
+    if floor > r.vs then r.vs = floor end
+  end
+end
+
+-- Queue entries ----------------------------------------------------------------------------
+
+local function parse_entry(e)
+  local m, seq, units, ttl, id = string.match(e, '^(.*)%z(%d+)%z(%d+)%z(%d+)%z(.+)$')
+  if not m then abort('corrupt', 'queue entry ' .. e) end
+  return m, tonumber(seq), tonumber(units), tonumber(ttl), id
+end
+
+local function first_entry(m)
+  return redis.call('ZRANGEBYLEX', K_QUEUE, '[' .. m .. '\0', '(' .. m .. '\1', 'LIMIT', 0, 1)[1]
+end
+
+local function set_head(r)
+  local e = first_entry(r.m)
+  if e then
+    local _, seq, units = parse_entry(e)
+    r.hseq, r.hu = seq, units
+  else
+    r.hseq, r.hu = 0, 0
+  end
+end
+
+-- Remove a queue entry from every index (not from the member's counters).
+local function unqueue(e, id)
+  redis.call('ZREM', K_QUEUE, e)
+  redis.call('HDEL', K_WAITERS, id)
+  redis.call('ZREM', K_ALIVE, id)
+  redis.call('ZREM', K_SIZES, id)
+end
+
+local function notify(id, msg, ttl)
+  local k = K_WAKE .. id
+  redis.call('RPUSH', k, msg)
+  redis.call('PEXPIRE', k, ttl)
+end
+
+-- Take a waiter out of the queue (gave up, purged, failed). notice: message for its wake list.
+local function drop_waiter(id, now, notice)
+  local e = redis.call('HGET', K_WAITERS, id)
+  if not e then return false end
+  local m, seq, units = parse_entry(e)
+  unqueue(e, id)
+  local r = rec_need(m)
+  touch(r, now)
+  r.wait = r.wait - units
+  P.waiting = P.waiting - units
+  if r.hseq == seq then set_head(r) end
+  rec_save(r)
+  if notice then notify(id, notice, NOTICE_MS) end
+  return true
+end
+
+-- Leases -------------------------------------------------------------------------------------
+
+local function grant(r, id, units, ttl, now, wake)
+  touch(r, now)
+  r.held = r.held + units
+  P.held = P.held + units
+  P.token = P.token + 1
+  local exp = now + ttl
+  redis.call('HSET', K_LEASES, id, I(units) .. ':' .. I(P.token) .. ':' .. I(ttl) .. ':' .. I(now) .. ':' .. r.m)
+  redis.call('ZADD', K_EXPIRY, I(exp), id)
+  if wake then notify(id, 'ok:' .. I(P.token) .. ':' .. I(exp), ttl) end
+  return P.token, exp
+end
+
+local function parse_lease(s)
+  local units, token, ttl, granted, m = string.match(s, '^(%d+):(%d+):(%d+):(%d+):(.*)$')
+  if not units then abort('corrupt', 'lease record ' .. s) end
+  return tonumber(units), tonumber(token), tonumber(ttl), tonumber(granted), m
+end
+
+-- End a lease (release, revoke or expiry). Returns false if there was no such lease.
+local function end_lease(id, now, expired)
+  local s = redis.call('HGET', K_LEASES, id)
+  if not s then return false end
+  local units, _, _, granted, m = parse_lease(s)
+  redis.call('HDEL', K_LEASES, id)
+  redis.call('ZREM', K_EXPIRY, id)
+  local r = rec_need(m)
+  touch(r, now)
+  r.held = math.max(r.held - units, 0)
+  P.held = math.max(P.held - units, 0)
+  if not expired then
+    P.avg_hold = P.avg_hold + HOLD_ALPHA * ((now - granted) / 1000 - P.avg_hold)
+  end
+  rec_save(r)
+  return true
+end
+
+-- Hand freed units to waiting requests in rank order, waking each granted waiter.
+-- Returns true if it stopped at MAX_GRANTS with more perhaps grantable.
+local function dispatch(now)
+  for _ = 1, MAX_GRANTS do
+    local free = P.capacity - P.held
+    if free <= 0 then return false end
+    local top = redis.call('ZRANGE', K_READY, 0, 0)[1]
+    if not top then return false end
+    local r = rec_need(string.sub(top, 18))
+    if r.hu > free then return false end  -- the head is never overtaken (rule 4)
+    local e = first_entry(r.m)
+    if not e then abort('corrupt', 'member ' .. r.m .. ' is ready with an empty queue') end
+    local _, _, units, ttl, id = parse_entry(e)
+    unqueue(e, id)
+    r.wait = r.wait - units
+    P.waiting = P.waiting - units
+    grant(r, id, units, ttl, now, true)
+    set_head(r)
+    rec_save(r)
+  end
+  return true
+end
+
+-- Reclaim expired leases and dead waiters (bounded batches), then hand off what is free.
+local function housekeeping(now)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', I(now), 'LIMIT', 0, MAX_RECLAIM)) do
+    if not end_lease(id, now, true) then redis.call('ZREM', K_EXPIRY, id) end
+  end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_ALIVE, '-inf', I(now), 'LIMIT', 0, MAX_PURGE)) do
+    if not drop_waiter(id, now, false) then redis.call('ZREM', K_ALIVE, id) end
+  end
+  return dispatch(now)
+end
+
+-- Milliseconds until the earliest lease expiry (-1: no lease): when waiters re-check.
+local function next_expiry(now)
+  local t = redis.call('ZRANGE', K_EXPIRY, 0, 0, 'WITHSCORES')
+  if t[1] then return math.max(tonumber(t[2]) - now, 0) end
+  return -1
+end
+
+-- The oversized-request message shared by acquire, configure and wait.
+local function too_big_capacity(units)
+  return 'request for ' .. I(units) .. ' units can never be met: pool capacity is ' .. I(P.capacity)
+end
+
+local function too_big_cap(units, m, max)
+  return 'request for ' .. I(units) .. ' units can never be met: member ' .. m .. ' has max_units ' .. I(max)
+end

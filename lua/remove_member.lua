@@ -1,0 +1,28 @@
+-- remove_member.lua: remove a member. Its queued requests fail with a clear error; its live
+-- leases run on to release or expiry (the record stays, marked removed, until they end).
+-- KEYS: the pool's keys, as listed in lib.lua
+-- ARGV[1] member
+-- returns: {"ok", more} (more = 1: call again to finish) | {"nomember"} | {"nopool"}
+return run(function()
+  local m = ARGV[1]
+  local now = now_ms()
+  if not load_pool() then return {'nopool'} end
+  local r = rec_load(m)
+  if not r or r.rm == 1 then return {'nomember'} end
+  local entries = redis.call('ZRANGEBYLEX', K_QUEUE, '[' .. m .. '\0', '(' .. m .. '\1', 'LIMIT', 0, MAX_GRANTS)
+  for _, e in ipairs(entries) do
+    local id = select(5, parse_entry(e))
+    drop_waiter(id, now, 'err:removed:member ' .. m .. ' was removed from the pool')
+  end
+  if #entries == MAX_GRANTS then
+    housekeeping(now)
+    save_pool()
+    return {'ok', 1}
+  end
+  r = rec_need(m)
+  r.rm = 1
+  rec_save(r)
+  housekeeping(now)
+  save_pool()
+  return {'ok', 0}
+end)

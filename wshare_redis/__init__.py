@@ -1,0 +1,18 @@
+"""wshare-redis: weighted sharing of scarce resources between processes, over Redis.
+
+A Pool has a capacity of units; members with weights take units as leases with a TTL.
+Every state change is one atomic Lua script using the Redis server's clock.
+"""
+from .errors import (AcquireTimeout, InvalidRequest, LeaseLost, MemberRemoved, PoolNotFound,
+                     PoolStateError, WshareError)
+from .lease import Lease
+from .lock import Lock
+from .pool import UNCHANGED, Pool
+from .status import MemberStatus, PoolStatus
+
+__all__ = [
+    "Pool", "Lease", "Lock", "PoolStatus", "MemberStatus", "UNCHANGED",
+    "WshareError", "InvalidRequest", "PoolNotFound", "AcquireTimeout", "LeaseLost",
+    "MemberRemoved", "PoolStateError",
+]
+__version__ = "0.1.0"

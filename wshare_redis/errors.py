@@ -1,0 +1,50 @@
+"""The exceptions of wshare-redis: one base class, each also the builtin that fits."""
+from __future__ import annotations
+
+
+class WshareError(Exception):
+    """Base class of every error wshare-redis raises on purpose."""
+
+
+class InvalidRequest(WshareError, ValueError):
+    """A request that is malformed or can never be met; nothing was changed."""
+
+
+class PoolNotFound(WshareError, LookupError):
+    """The pool was never configured (or was deleted). Call ``Pool.configure`` first."""
+
+    def __init__(self, pool: str) -> None:
+        super().__init__(
+            f"pool {pool!r} does not exist: configure it first "
+            f"(Pool(...).configure(capacity=N) or `wshare pool configure {pool} --capacity N`)"
+        )
+        self.pool = pool
+
+
+class AcquireTimeout(WshareError, TimeoutError):
+    """A blocking acquire was not granted within its timeout; it left the queue."""
+
+    def __init__(self, pool: str, member: str, units: int, timeout: float) -> None:
+        super().__init__(
+            f"pool {pool!r}: {units} unit(s) for member {member!r} not granted within {timeout:g}s"
+        )
+        self.pool, self.member, self.units, self.timeout = pool, member, units, timeout
+
+
+class LeaseLost(WshareError):
+    """The lease ended (released, revoked, expired or pool deleted) and cannot be renewed."""
+
+    def __init__(self, pool: str, lease_id: str) -> None:
+        super().__init__(
+            f"lease {lease_id} of pool {pool!r} is no longer held (released, revoked, expired "
+            "or pool deleted): stop using the resource it guarded"
+        )
+        self.pool, self.lease_id = pool, lease_id
+
+
+class MemberRemoved(WshareError, LookupError):
+    """The member was removed from the pool while this request waited for units."""
+
+
+class PoolStateError(WshareError):
+    """The pool's state in Redis is not what wshare wrote (edited by hand?)."""

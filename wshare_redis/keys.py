@@ -1,0 +1,92 @@
+"""The Redis key schema of a pool, and the rules for names. Nothing else formats key names.
+
+All keys of a pool share the hash tag ``{pool}``, so every script touches one Cluster slot:
+
+    <prefix>:{<pool>}:pool      hash  capacity, default_weight, held, waiting, token, seq, vclock, avg_hold
+    <prefix>:{<pool>}:members   hash  member -> "w=.. max=.. held=.. wait=.. vs=.. vt=.. head=.. rm=.."
+    <prefix>:{<pool>}:leases    hash  lease id -> "<units>:<token>:<ttl ms>:<granted ms>:<member>"
+    <prefix>:{<pool>}:expiry    zset  lease id -> expiry, ms on the Redis server clock
+    <prefix>:{<pool>}:ready     zset  "<head seq>\\0<member>" -> virtual service S (members that can be served)
+    <prefix>:{<pool>}:active    zset  member -> S (members holding or waiting)
+    <prefix>:{<pool>}:queue     zset  "<member>\\0<seq>\\0<units>\\0<ttl ms>\\0<id>", score 0 (FIFO per member)
+    <prefix>:{<pool>}:waiters   hash  waiter id -> its queue entry
+    <prefix>:{<pool>}:alive     zset  waiter id -> ms after which a silent waiter is purged
+    <prefix>:{<pool>}:sizes     zset  waiter id -> units asked
+    <prefix>:{<pool>}:wake:<id> list  grant or failure pushed to the waiter blocked on it
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import InvalidRequest
+
+DEFAULT_PREFIX = "wshare"
+MAX_NAME_BYTES = 200
+
+#: Order matters: the Lua scripts read KEYS by position (see lua/lib.lua).
+KEY_SUFFIXES = ("pool", "members", "leases", "expiry", "ready", "active", "queue",
+                "waiters", "alive", "sizes")
+
+
+def check_name(value: object, what: str) -> str:
+    """Return ``value`` if it is a usable pool or member name, else raise InvalidRequest.
+
+    Names are non-empty strings of at most 200 UTF-8 bytes without control characters
+    (the NUL byte separates fields in the queue's entries; newlines would garble tables).
+    """
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{what} must be a str, not {type(value).__name__}")
+    if not value:
+        raise InvalidRequest(f"{what} must not be empty")
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise InvalidRequest(f"{what} is longer than {MAX_NAME_BYTES} bytes: {value[:40]!r}...")
+    bad = next((c for c in value if ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF), None)
+    if bad is not None:
+        raise InvalidRequest(f"{what} {value!r} contains the control or surrogate character {bad!r}")
+    return value
+
+
+def check_pool_name(value: object, what: str = "pool name") -> str:
+    name = check_name(value, what)
+    if "{" in name or "}" in name:
+        raise InvalidRequest(f"{what} {name!r} must not contain '{{' or '}}' (they delimit the hash tag)")
+    return name
+
+
+@dataclass(frozen=True)
+class PoolKeys:
+    """The key names of one pool under one prefix."""
+
+    prefix: str
+    pool: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{{self.pool}}}"
+
+    def key(self, suffix: str) -> str:
+        return f"{self.base}:{suffix}"
+
+    @property
+    def wake_prefix(self) -> str:
+        return f"{self.base}:wake:"
+
+    def wake(self, waiter_id: str) -> str:
+        return self.wake_prefix + waiter_id
+
+    @property
+    def script_keys(self) -> list[str]:
+        """The KEYS every script receives, in the order lua/lib.lua expects."""
+        return [self.key(s) for s in KEY_SUFFIXES] + [self.wake_prefix]
+
+    @property
+    def pattern(self) -> str:
+        """A SCAN pattern matching every key of the pool."""
+        escaped = "".join("\\" + c if c in "\\*?[]" else c for c in self.base)
+        return escaped + ":*"
+
+
+def pool_keys(prefix: str, pool: str) -> PoolKeys:
+    check_pool_name(prefix, "prefix")
+    check_pool_name(pool)
+    return PoolKeys(prefix, pool)

@@ -1,0 +1,56 @@
+"""Lock: a distributed mutex with fencing tokens, as a capacity-1 pool created on first use."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from .errors import InvalidRequest
+from .keys import DEFAULT_PREFIX
+from .lease import Lease, OnLost
+from .pool import DEFAULT_TTL, Pool
+
+LOCK_MEMBER = "lock"
+
+
+class Lock:
+    """A mutex over Redis whose holders get strictly increasing fencing tokens.
+
+    Waiters queue first come, first served and are woken by a push (no polling). The lock
+    state lives in this object, not in thread-local storage: any thread may release it.
+    Not reentrant: acquiring a Lock object that already holds raises InvalidRequest.
+    """
+
+    def __init__(self, client: Any, name: str, *, ttl: float = DEFAULT_TTL,
+                 prefix: str = DEFAULT_PREFIX, auto_renew: bool = False,
+                 on_lost: Optional[OnLost] = None) -> None:
+        self.pool = Pool(client, name, prefix=prefix)
+        self.ttl = ttl
+        self.auto_renew = auto_renew
+        self.on_lost = on_lost
+        self.lease: Optional[Lease] = None
+
+    @property
+    def name(self) -> str:
+        return self.pool.name
+
+    @property
+    def token(self) -> Optional[int]:
+        """The fencing token of the held lease (None when not held)."""
+        return self.lease.token if self.lease is not None else None
+
+    def acquire(self, timeout: Optional[float] = None) -> Lease:
+        """Wait up to ``timeout`` seconds (None: for ever) for the lock; AcquireTimeout if not granted."""
+        if self.lease is not None and not self.lease.released:
+            raise InvalidRequest(f"lock {self.name!r} is already held by this Lock object (not reentrant)")
+        self.lease = self.pool._acquire(LOCK_MEMBER, 1, self.ttl, timeout, self.auto_renew, self.on_lost, "1")
+        return self.lease
+
+    def release(self) -> bool:
+        """Release the lock; False if it was not held or had already ended (expired, revoked)."""
+        lease, self.lease = self.lease, None
+        return lease.release() if lease is not None else False
+
+    def __enter__(self) -> Lease:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

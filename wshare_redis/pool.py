@@ -1,0 +1,327 @@
+"""Pool: the client side of a weighted pool. Every state change is one Lua script call;
+this module checks arguments, runs the scripts and turns their replies into results."""
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any, Optional, Sequence
+
+from redis.exceptions import ResponseError
+
+from ._checks import check_capacity, check_max_units, check_seconds, check_units, check_weight, ttl_ms
+from .errors import (AcquireTimeout, InvalidRequest, MemberRemoved, PoolNotFound, PoolStateError,
+                     WshareError)
+from .keys import DEFAULT_PREFIX, check_name, pool_keys
+from .lease import Lease, OnLost
+from .scripts import scripts_for
+from .status import PoolStatus, build_status
+
+log = logging.getLogger("wshare_redis")
+
+DEFAULT_TTL = 30.0
+#: A blocked waiter checks in at least this often (seconds) ...
+HEARTBEAT = 2.0
+#: ... and is purged as dead when silent for this long (seconds).
+ALIVE_WINDOW = 10.0
+#: Repeat calls of one operation that reports more work left (large batches).
+_MAX_ROUNDS = 100_000
+
+
+class _Unchanged:
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+#: ``set_weight(..., max_units=UNCHANGED)``: keep the member's current cap.
+UNCHANGED: Any = _Unchanged()
+
+
+def _text(x: Any) -> Any:
+    if isinstance(x, bytes):
+        return x.decode("utf-8", "surrogateescape")
+    if isinstance(x, list):
+        return [_text(v) for v in x]
+    return x
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, str]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def new_id() -> str:
+    """An unguessable lease/waiter id (128 random bits)."""
+    return secrets.token_hex(16)
+
+
+class Pool:
+    """A named pool of ``capacity`` units shared by weighted members.
+
+    A cheap handle: creating one does no I/O. ``client`` is any redis-py client (sync),
+    with ``decode_responses`` True or False; keys live under ``<prefix>:{<name>}:``.
+    """
+
+    def __init__(self, client: Any, name: str, *, prefix: str = DEFAULT_PREFIX) -> None:
+        self.keys = pool_keys(prefix, name)
+        self.client = client
+        self.name = name
+        self.prefix = prefix
+        self._script_keys = self.keys.script_keys
+        self._scripts = scripts_for(client)
+        kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {}) or {}
+        timeout = kwargs.get("socket_timeout")
+        # A blocking pop must return before the client's own socket timeout fires.
+        self._max_block = HEARTBEAT if not timeout else max(min(HEARTBEAT, timeout * 0.8), 0.01)
+
+    def __repr__(self) -> str:
+        return f"Pool({self.name!r}, prefix={self.prefix!r})"
+
+    # -- script plumbing --------------------------------------------------------------------
+
+    def _run(self, op: str, *args: Any) -> Any:
+        try:
+            reply = getattr(self._scripts, op)(keys=self._script_keys, args=args)
+        except ResponseError as e:
+            msg = str(e)
+            if msg.startswith("WSHARE corrupt"):
+                raise PoolStateError(f"pool {self.name!r}: {msg[len('WSHARE corrupt '):]} "
+                                     "(state edited by hand? `wshare pool delete` resets it)") from None
+            if msg.startswith("WSHARE"):
+                raise WshareError(f"pool {self.name!r}: {msg}") from None
+            raise
+        return _text(reply)
+
+    def _fail(self, reply: list[Any]) -> None:
+        kind = reply[0]
+        if kind == "nopool":
+            raise PoolNotFound(self.name)
+        if kind == "invalid":
+            raise InvalidRequest(f"pool {self.name!r}: {reply[1]}")
+        if kind == "nomember":
+            raise LookupError(f"pool {self.name!r} has no member {reply[1]!r}")
+        raise PoolStateError(f"pool {self.name!r}: unexpected reply {reply!r}")
+
+    def _until_done(self, op: str, *args: Any) -> None:
+        for _ in range(_MAX_ROUNDS):
+            reply = self._run(op, *args)
+            if reply[0] != "ok":
+                self._fail(reply)
+            if not int(reply[1]):
+                return
+        raise PoolStateError(f"pool {self.name!r}: {op} did not finish")  # pragma: no cover
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def configure(self, *, capacity: int, default_weight: float | None = None) -> None:
+        """Create the pool or change it; idempotent. ``default_weight`` (None: keep, 1.0 for a
+        new pool) is the weight of members that acquire without having been added.
+
+        Shrinking never revokes live leases; queued requests larger than a non-zero new
+        capacity fail with InvalidRequest. Capacity 0 drains the pool: requests wait.
+        """
+        cap = check_capacity(capacity)
+        dw = "" if default_weight is None else check_weight(default_weight, "default_weight")
+        self._until_done("configure", cap, dw)
+
+    def set_weight(self, member: str, weight: float, max_units: Optional[int] = UNCHANGED) -> None:
+        """Add a member or change its weight; ``max_units`` caps the units it may hold at once
+        (None: no cap; left out: keep the current cap). Takes effect at once, revokes nothing;
+        queued requests above a lowered cap fail with InvalidRequest."""
+        check_name(member, "member")
+        ws = check_weight(weight)
+        mx = "" if max_units is UNCHANGED else ("-" if max_units is None else str(check_max_units(max_units)))
+        self._until_done("set_member", member, ws, mx)
+
+    def remove_member(self, member: str) -> bool:
+        """Remove a member; False if it was not one. Its queued requests fail with
+        MemberRemoved; its live leases run on until released or expired."""
+        check_name(member, "member")
+        for _ in range(_MAX_ROUNDS):
+            reply = self._run("remove_member", member)
+            if reply[0] == "nomember":
+                return False
+            if reply[0] != "ok":
+                self._fail(reply)
+            if not int(reply[1]):
+                return True
+        raise PoolStateError(f"pool {self.name!r}: remove_member did not finish")  # pragma: no cover
+
+    def delete(self) -> bool:
+        """Delete the pool and every key it has; True if it existed. Live leases end at once."""
+        existed = bool(self._run("delete"))
+        # Wake lists of waiters that were granted but never picked up: not known to the script.
+        for key in self.client.scan_iter(match=self.keys.pattern, count=1000):
+            self.client.unlink(key)
+        return existed
+
+    # -- acquiring ----------------------------------------------------------------------------
+
+    def try_acquire(self, member: str, *, units: int = 1, ttl: float = DEFAULT_TTL,
+                    auto_renew: bool = False, on_lost: Optional[OnLost] = None) -> Optional[Lease]:
+        """Take ``units`` now if the rules allow it, else return None. Never blocks or queues."""
+        check_name(member, "member")
+        check_units(units)
+        ms = ttl_ms(ttl)
+        lease_id = new_id()
+        reply = self._run("acquire", member, units, ms, lease_id, "try", 0, "")
+        if reply[0] == "busy":
+            return None
+        if reply[0] != "ok":
+            self._fail(reply)
+        return self._granted(lease_id, member, units, ms, reply[1], reply[2], auto_renew, on_lost)
+
+    def acquire(self, member: str, *, units: int = 1, ttl: float = DEFAULT_TTL,
+                timeout: Optional[float] = None, auto_renew: bool = False,
+                on_lost: Optional[OnLost] = None) -> Lease:
+        """Take ``units``, waiting in the pool's fair queue until granted.
+
+        ``timeout``: seconds to wait (None: for ever; 0: no waiting) before AcquireTimeout.
+        ``ttl``: seconds the lease lives without renewal. ``auto_renew``: renew in the
+        background until released (see ``Lease.lost`` and ``on_lost``). Use the returned
+        lease as a context manager to release it on exit.
+        """
+        return self._acquire(member, units, ttl, timeout, auto_renew, on_lost, "")
+
+    def _acquire(self, member: str, units: int, ttl: float, timeout: Optional[float],
+                 auto_renew: bool, on_lost: Optional[OnLost], create: str) -> Lease:
+        check_name(member, "member")
+        check_units(units)
+        ms = ttl_ms(ttl)
+        if timeout is not None:
+            timeout = check_seconds(timeout, "timeout", allow_zero=True)
+        start = time.monotonic()
+        deadline = None if timeout is None else start + timeout
+        mode = "try" if timeout == 0 else "wait"
+        while True:  # more than once only if the waiter was purged while stalled
+            waiter = new_id()
+            reply = self._run("acquire", member, units, ms, waiter, mode, self._alive_ms(deadline), create)
+            if reply[0] == "ok":
+                return self._granted(waiter, member, units, ms, reply[1], reply[2], auto_renew, on_lost)
+            if reply[0] == "busy":
+                raise AcquireTimeout(self.name, member, units, 0.0)
+            if reply[0] != "queued":
+                self._fail(reply)
+            try:
+                message = self._wait(waiter, int(reply[1]), deadline)
+            except BaseException:
+                self._give_up(waiter)
+                raise
+            if message is None:
+                continue  # purged as dead (stalled longer than ALIVE_WINDOW): ask again
+            if message == "timeout":
+                raise AcquireTimeout(self.name, member, units, timeout or 0.0)
+            return self._delivered(message, waiter, member, units, ms, auto_renew, on_lost)
+
+    def _alive_ms(self, deadline: Optional[float]) -> int:
+        window = ALIVE_WINDOW
+        if deadline is not None:
+            window = min(window, max(deadline - time.monotonic(), 0) + 1.0)
+        return round(window * 1000)
+
+    def _wait(self, waiter: str, next_expiry_ms: int, deadline: Optional[float]) -> Optional[str]:
+        """Block on the waiter's wake list; check in when it stays silent. Returns the message
+        pushed to it, "timeout" once it has left the queue at its deadline, or None if it was
+        purged as dead and must ask again."""
+        wake = self.keys.wake(waiter)
+        while True:
+            now = time.monotonic()
+            block = self._max_block
+            if deadline is not None:
+                if now >= deadline:
+                    reply = self._run("cancel", waiter)
+                    if reply[0] == "wake":
+                        return str(reply[1])  # granted in the same instant: keep it
+                    if reply[0] == "nopool":
+                        raise PoolNotFound(self.name)
+                    return "timeout"
+                block = min(block, deadline - now)
+            if next_expiry_ms >= 0:
+                # Wake when the earliest lease runs out, so a crashed holder's units move on
+                # with no other client acting.
+                block = min(block, next_expiry_ms / 1000 + 0.002)
+            item = self.client.blpop([wake], timeout=max(block, 0.001))
+            if item is not None:
+                return str(_text(item[1]))
+            reply = self._run("wait", waiter, self._alive_ms(deadline))
+            if reply[0] == "queued":
+                next_expiry_ms = int(reply[1])
+            elif reply[0] == "wake":
+                return str(reply[1])
+            elif reply[0] == "gone":
+                log.warning("wshare: waiter in pool %r was purged as dead after a stall; asking again",
+                            self.name)
+                return None
+            else:
+                self._fail(reply)
+
+    def _give_up(self, waiter: str) -> None:
+        """Leave the queue after an interrupt; a grant that raced with it is released."""
+        try:
+            reply = self._run("cancel", waiter)
+            if reply[0] == "wake" and str(reply[1]).startswith("ok:"):
+                self._release(waiter)
+        except Exception:  # the original exception matters more; the entry expires anyway
+            log.warning("wshare: could not leave the queue of pool %r cleanly", self.name, exc_info=True)
+
+    def _delivered(self, message: str, lease_id: str, member: str, units: int, ms: int,
+                   auto_renew: bool, on_lost: Optional[OnLost]) -> Lease:
+        kind, _, rest = message.partition(":")
+        if kind == "ok":
+            token, _, expires = rest.partition(":")
+            return self._granted(lease_id, member, units, ms, token, expires, auto_renew, on_lost)
+        code, _, text = rest.partition(":")
+        if code == "invalid":
+            raise InvalidRequest(f"pool {self.name!r}: {text}")
+        if code == "removed":
+            raise MemberRemoved(f"pool {self.name!r}: {text}")
+        raise PoolStateError(f"pool {self.name!r}: unexpected wake message {message!r}")
+
+    def _granted(self, lease_id: str, member: str, units: int, ms: int, token: Any, expires_ms: Any,
+                 auto_renew: bool, on_lost: Optional[OnLost]) -> Lease:
+        lease = Lease(self, lease_id, member, units, int(token), int(expires_ms) / 1000, ms / 1000)
+        if auto_renew:
+            lease.start_auto_renew(on_lost)
+        return lease
+
+    # -- lease operations (used by Lease) ----------------------------------------------------
+
+    def _renew(self, lease_id: str, ms: int) -> Optional[int]:
+        reply = self._run("renew", lease_id, ms)
+        return int(reply[1]) if reply[0] == "ok" else None
+
+    def _release(self, lease_id: str) -> bool:
+        return bool(self._run("release", lease_id))
+
+    def revoke(self, lease_id: str) -> bool:
+        """End someone's lease now (its holder's next renewal reports it lost); True if it
+        was live. Its units go to the waiters at once."""
+        check_name(lease_id, "lease id")
+        return self._release(lease_id)
+
+    # -- inspection ---------------------------------------------------------------------------
+
+    def status(self) -> PoolStatus:
+        """Capacity, units held and queued, and per member weight, cap, held, waiting and fair share."""
+        reply = self._run("status")
+        if reply[0] != "ok":
+            self._fail(reply)
+        return build_status(self.name, _pairs(reply[2]), _pairs(reply[3]))
+
+    def leases(self) -> list[Lease]:
+        """The live leases, oldest expiry first. They can be released or renewed (admin use)."""
+        reply = self._run("leases")
+        if reply[0] != "ok":
+            self._fail(reply)
+        records = _pairs(reply[2])
+        out = []
+        for lease_id, expires in _pairs(reply[3]).items():
+            record = records.get(lease_id)
+            if record is None:
+                continue
+            try:
+                units, token, ttl, _granted, member = record.split(":", 4)
+                out.append(Lease(self, lease_id, member, int(units), int(token),
+                                 float(expires) / 1000, int(ttl) / 1000))
+            except ValueError:
+                raise PoolStateError(f"pool {self.name!r}: malformed lease record {record!r}") from None
+        return out
