@@ -10,18 +10,15 @@ return run(function()
   local now = now_ms()
   if not load_pool() then
     if ARGV[7] == '' then return {'nopool'} end
-    init_pool(tonumber(ARGV[7]), '1', now)
+    init_pool(tonumber(ARGV[7]), '1')
   end
   -- Validate before anything changes.
   if P.capacity > 0 and units > P.capacity then return {'invalid', too_big_capacity(units)} end
   local r = rec_load(m)
   if r and r.rm == 0 and r.max and units > r.max then return {'invalid', too_big_cap(units, m, r.max)} end
-  if redis.call('HEXISTS', K_LEASES, id) == 1 or redis.call('HEXISTS', K_WAITERS, id) == 1 then
-    return {'invalid', 'id ' .. id .. ' is already in use'}
-  end
 
   housekeeping(now)
-  r = rec_load(m)
+  if SAVES > 0 then r = rec_load(m) end  -- housekeeping may have changed the member
   if not r then
     r = rec_new(m, now)
   elseif r.rm == 1 then  -- removed while holding leases: it comes back as a new member
@@ -30,10 +27,11 @@ return run(function()
   touch(r, now)
 
   if r.wait == 0 then
-    place(r)
+    local wref = nil
+    if P.waiting > 0 then wref = lowest(K_READY) end
+    place(r, wref)
     if units <= P.capacity - P.held and (not r.max or r.held + units <= r.max) then
-      local top = redis.call('ZRANGE', K_READY, 0, 0, 'WITHSCORES')
-      if not top[1] or r.vs < tonumber(top[2]) then  -- nobody waiting ranks ahead (rule 2)
+      if not wref or r.vs < wref then  -- nobody waiting ranks ahead (rule 2)
         local token, exp = grant(r, id, units, ttl, now, false)
         rec_save(r)
         save_pool()

@@ -12,7 +12,7 @@ return run(function()
     redis.call('HSET', K_POOL, 'capacity', I(capacity), 'default_weight', P.dw)
   else
     if dw == '' then dw = '1' end
-    init_pool(capacity, dw, now)
+    init_pool(capacity, dw)
   end
   local more = 0
   if capacity > 0 then

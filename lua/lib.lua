@@ -30,6 +30,7 @@ local HOLD_ALPHA = 0.02     -- smoothing of the average hold time
 local NOTICE_MS = 60000     -- how long an undelivered failure notice waits for its waiter
 
 local P                     -- the pool's state, loaded by load_pool()
+local SAVES = 0              -- member records written so far in this call
 
 -- Raise a wshare error; main() turns it into an error reply "WSHARE <code> <message>".
 local function abort(code, msg)
@@ -76,11 +77,13 @@ local function load_pool()
   return P
 end
 
-local function init_pool(capacity, dw, now)
-  -- Tokens start at the server clock (microseconds), so a pool deleted and created again,
-  -- or lost with a Redis without persistence, still hands out larger tokens than before.
-  P = {capacity = capacity, dw = dw, held = 0, waiting = 0, token = now * 1000, seq = 0,
-       vclock = 0, avg_hold = 1}
+local function init_pool(capacity, dw)
+  -- Tokens start at the server clock in microseconds, so a pool deleted and created again,
+  -- or lost with a Redis without persistence, still hands out larger tokens than before
+  -- (every grant takes a script call, and script calls take more than a microsecond).
+  local t = redis.call('TIME')
+  P = {capacity = capacity, dw = dw, held = 0, waiting = 0, token = tonumber(t[1]) * 1000000 + tonumber(t[2]),
+       seq = 0, vclock = 0, avg_hold = 1}
   redis.call('HSET', K_POOL, 'capacity', I(capacity), 'default_weight', dw)
 end
 
@@ -141,6 +144,7 @@ end
 
 -- Write a record back and keep the ready and active indexes in step with it.
 local function rec_save(r)
+  SAVES = SAVES + 1
   local e = ready_entry(r)
   if r.rentry and r.rentry ~= e then redis.call('ZREM', K_READY, r.rentry) end
   if e then redis.call('ZADD', K_READY, F(r.vs), e) end
@@ -169,8 +173,8 @@ end
 
 -- A member with no queued request starts asking (rule 3b/3c). Idle members are placed at the
 -- pool's virtual time; busy ones keep at most B/weight of credit below the lowest waiter.
-local function place(r)
-  local wref = lowest(K_READY)
+-- wref: the lowest S among ready members (nil if none).
+local function place(r, wref)
   if r.held == 0 then
     local ref = wref or lowest(K_ACTIVE)
     if ref and ref > P.vclock then P.vclock = ref end
@@ -278,7 +282,7 @@ end
 local function dispatch(now)
   for _ = 1, MAX_GRANTS do
     local free = P.capacity - P.held
-    if free <= 0 then return false end
+    if free <= 0 or P.waiting <= 0 then return false end
     local top = redis.call('ZRANGE', K_READY, 0, 0)[1]
     if not top then return false end
     local r = rec_need(string.sub(top, 18))
@@ -301,8 +305,10 @@ local function housekeeping(now)
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', I(now), 'LIMIT', 0, MAX_RECLAIM)) do
     if not end_lease(id, now, true) then redis.call('ZREM', K_EXPIRY, id) end
   end
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_ALIVE, '-inf', I(now), 'LIMIT', 0, MAX_PURGE)) do
-    if not drop_waiter(id, now, false) then redis.call('ZREM', K_ALIVE, id) end
+  if P.waiting > 0 then
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_ALIVE, '-inf', I(now), 'LIMIT', 0, MAX_PURGE)) do
+      if not drop_waiter(id, now, false) then redis.call('ZREM', K_ALIVE, id) end
+    end
   end
   return dispatch(now)
 end
