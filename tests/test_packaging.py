@@ -65,3 +65,9 @@ def test_quickstart_example_runs(url):
                                                                           "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     assert "team-b / team-a" in out.stdout and "fencing tokens" in out.stdout
+
+
+def test_public_api_type_checks_strictly():
+    out = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(ROOT / "wshare_redis")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr

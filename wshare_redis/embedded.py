@@ -24,9 +24,10 @@ class RedisServer:
 
     def __init__(self, *, port: Optional[int] = None, args: tuple[str, ...] = (),
                  binary: Optional[str] = None) -> None:
-        self.binary = binary or shutil.which("redis-server")
-        if self.binary is None:
+        found = binary or shutil.which("redis-server")
+        if found is None:
             raise FileNotFoundError("redis-server is not on PATH (Debian/Ubuntu: apt-get install redis-server)")
+        self.binary: str = found
         self.port = port or free_port()
         self.args = tuple(args)
         self.dir = tempfile.mkdtemp(prefix="wshare-redis-")
