@@ -498,3 +498,25 @@ def test_prefix_separates_pools(r, name):
     assert a.try_acquire("m") is not None and b.try_acquire("m") is not None
     a.delete()
     assert b.status().held == 1
+
+
+def test_uncontended_acquire_and_release_are_one_round_trip_each(url, name, monkeypatch):
+    import redis as redis_py
+    from redis.connection import AbstractConnection
+    client = redis_py.Redis.from_url(url)
+    pool = Pool(client, name)
+    pool.configure(capacity=2)
+    pool.try_acquire("warm").release()  # scripts loaded, connection open
+    sent = []
+    original = AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent.append(command)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    lease = pool.try_acquire("a")
+    lease.release()
+    with pool.acquire("a", timeout=1):
+        pass
+    assert len(sent) == 4
