@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from wshare_redis import (AcquireTimeout, InvalidRequest, Lease, LeaseLost, MemberRemoved, Pool,
+from wshare_redis import (AcquireCancelled, AcquireTimeout, InvalidRequest, Lease, LeaseLost, MemberRemoved, Pool,
                           PoolNotFound, PoolStateError, WshareError)
 from wshare_redis.pool import new_id
 
@@ -444,6 +444,21 @@ def test_interrupted_waiter_leaves_the_queue_and_a_racing_grant_is_returned(pool
     monkeypatch.setattr(pool.client, "blpop", interrupted)
     with pytest.raises(KeyboardInterrupt):
         pool.acquire("b", units=2, timeout=5)
+    st = pool.status()
+    assert (st.held, st.waiting) == (0, 0)
+
+
+def test_cancel_event_stops_a_waiter_and_a_racing_grant_is_given_back(pool):
+    holder = pool.try_acquire("a", units=3)
+    cancel = threading.Event()
+    w = start_waiter(pool, "b", cancel=cancel)
+    cancel.set()
+    w.join(5)
+    assert isinstance(w.error, AcquireCancelled) and pool.status().waiting == 0
+    waiter = new_id()
+    assert pool._run("acquire", "b", 2, 30000, waiter, "wait", 10000, "")[0] == "queued"
+    holder.release()  # granted to the waiter ...
+    assert pool._wait(waiter, -1, None, cancel) == "cancelled"  # ... which was cancelled meanwhile
     st = pool.status()
     assert (st.held, st.waiting) == (0, 0)
 

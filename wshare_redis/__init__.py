@@ -3,7 +3,7 @@
 A Pool has a capacity of units; members with weights take units as leases with a TTL.
 Every state change is one atomic Lua script using the Redis server's clock.
 """
-from .errors import (AcquireTimeout, InvalidRequest, LeaseLost, MemberRemoved, PoolNotFound,
+from .errors import (AcquireCancelled, AcquireTimeout, InvalidRequest, LeaseLost, MemberRemoved, PoolNotFound,
                      PoolStateError, WshareError)
 from .lease import Lease
 from .lock import Lock
@@ -12,7 +12,7 @@ from .status import MemberStatus, PoolStatus
 
 __all__ = [
     "Pool", "Lease", "Lock", "PoolStatus", "MemberStatus", "UNCHANGED",
-    "WshareError", "InvalidRequest", "PoolNotFound", "AcquireTimeout", "LeaseLost",
+    "WshareError", "InvalidRequest", "PoolNotFound", "AcquireTimeout", "AcquireCancelled", "LeaseLost",
     "MemberRemoved", "PoolStateError",
 ]
 __version__ = "0.1.0"

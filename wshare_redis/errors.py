@@ -31,6 +31,10 @@ class AcquireTimeout(WshareError, TimeoutError):
         self.pool, self.member, self.units, self.timeout = pool, member, units, timeout
 
 
+class AcquireCancelled(WshareError):
+    """A blocking acquire was cancelled through its ``cancel`` event; it left the queue."""
+
+
 class LeaseLost(WshareError):
     """The lease ended (released, revoked, expired or pool deleted) and cannot be renewed."""
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from typing import Any, Optional, Sequence
 
 from redis.exceptions import ResponseError
 
 from ._checks import check_capacity, check_max_units, check_seconds, check_units, check_weight, ttl_ms
-from .errors import (AcquireTimeout, InvalidRequest, MemberRemoved, PoolNotFound, PoolStateError,
+from .errors import (AcquireCancelled, AcquireTimeout, InvalidRequest, MemberRemoved, PoolNotFound, PoolStateError,
                      WshareError)
 from .keys import DEFAULT_PREFIX, check_name, pool_keys
 from .lease import Lease, OnLost
@@ -24,6 +25,8 @@ DEFAULT_TTL = 30.0
 HEARTBEAT = 2.0
 #: ... and is purged as dead when silent for this long (seconds).
 ALIVE_WINDOW = 10.0
+#: How often (seconds) a waiter given a ``cancel`` event looks at it.
+CANCEL_CHECK = 0.2
 #: Repeat calls of one operation that reports more work left (large batches).
 _MAX_ROUNDS = 100_000
 
@@ -172,18 +175,20 @@ class Pool:
 
     def acquire(self, member: str, *, units: int = 1, ttl: float = DEFAULT_TTL,
                 timeout: Optional[float] = None, auto_renew: bool = False,
-                on_lost: Optional[OnLost] = None) -> Lease:
+                on_lost: Optional[OnLost] = None, cancel: Optional[threading.Event] = None) -> Lease:
         """Take ``units``, waiting in the pool's fair queue until granted.
 
         ``timeout``: seconds to wait (None: for ever; 0: no waiting) before AcquireTimeout.
         ``ttl``: seconds the lease lives without renewal. ``auto_renew``: renew in the
-        background until released (see ``Lease.lost`` and ``on_lost``). Use the returned
-        lease as a context manager to release it on exit.
+        background until released (see ``Lease.lost`` and ``on_lost``). ``cancel``: an event
+        another thread may set to stop waiting (AcquireCancelled, within 0.2 s). Use the
+        returned lease as a context manager to release it on exit.
         """
-        return self._acquire(member, units, ttl, timeout, auto_renew, on_lost, "")
+        return self._acquire(member, units, ttl, timeout, auto_renew, on_lost, "", cancel)
 
     def _acquire(self, member: str, units: int, ttl: float, timeout: Optional[float],
-                 auto_renew: bool, on_lost: Optional[OnLost], create: str) -> Lease:
+                 auto_renew: bool, on_lost: Optional[OnLost], create: str,
+                 cancel: Optional[threading.Event] = None) -> Lease:
         check_name(member, "member")
         check_units(units)
         ms = ttl_ms(ttl)
@@ -202,7 +207,7 @@ class Pool:
             if reply[0] != "queued":
                 self._fail(reply)
             try:
-                message = self._wait(waiter, int(reply[1]), deadline)
+                message = self._wait(waiter, int(reply[1]), deadline, cancel)
             except BaseException:
                 self._give_up(waiter)
                 raise
@@ -210,6 +215,8 @@ class Pool:
                 continue  # purged as dead (stalled longer than ALIVE_WINDOW): ask again
             if message == "timeout":
                 raise AcquireTimeout(self.name, member, units, timeout or 0.0)
+            if message == "cancelled":
+                raise AcquireCancelled(f"pool {self.name!r}: request of member {member!r} cancelled")
             return self._delivered(message, waiter, member, units, ms, auto_renew, on_lost)
 
     def _alive_ms(self, deadline: Optional[float]) -> int:
@@ -218,41 +225,54 @@ class Pool:
             window = min(window, max(deadline - time.monotonic(), 0) + 1.0)
         return round(window * 1000)
 
-    def _wait(self, waiter: str, next_expiry_ms: int, deadline: Optional[float]) -> Optional[str]:
-        """Block on the waiter's wake list; check in when it stays silent. Returns the message
-        pushed to it, "timeout" once it has left the queue at its deadline, or None if it was
-        purged as dead and must ask again."""
+    def _wait(self, waiter: str, next_expiry_ms: int, deadline: Optional[float],
+              cancel: Optional[threading.Event] = None) -> Optional[str]:
+        """Block on the waiter's wake list, checking in every HEARTBEAT seconds and when the
+        earliest lease runs out (so a crashed holder's units move on with no other client
+        acting). Returns the message pushed to the waiter, "timeout" or "cancelled" once it
+        has left the queue, or None if it was purged as dead and must ask again."""
         wake = self.keys.wake(waiter)
+        now = time.monotonic()
+        check_in = now + self._max_block
+        if next_expiry_ms >= 0:
+            check_in = min(check_in, now + next_expiry_ms / 1000 + 0.002)
         while True:
             now = time.monotonic()
-            block = self._max_block
+            stop = "cancelled" if cancel is not None and cancel.is_set() else None
+            if stop is None and deadline is not None and now >= deadline:
+                stop = "timeout"
+            if stop is not None:
+                reply = self._run("cancel", waiter)
+                if reply[0] == "wake":
+                    message = str(reply[1])
+                    if stop == "cancelled" and message.startswith("ok:"):
+                        self._release(waiter)  # granted in the same instant: give it back
+                        return stop
+                    return message  # a grant racing the timeout is kept
+                if reply[0] == "nopool":
+                    raise PoolNotFound(self.name)
+                return stop
+            if now >= check_in:
+                reply = self._run("wait", waiter, self._alive_ms(deadline))
+                if reply[0] == "wake":
+                    return str(reply[1])
+                if reply[0] == "gone":
+                    log.warning("wshare: waiter in pool %r was purged as dead after a stall; asking again",
+                                self.name)
+                    return None
+                if reply[0] != "queued":
+                    self._fail(reply)
+                check_in = now + self._max_block
+                if int(reply[1]) >= 0:
+                    check_in = min(check_in, now + int(reply[1]) / 1000 + 0.002)
+            block = check_in - now
             if deadline is not None:
-                if now >= deadline:
-                    reply = self._run("cancel", waiter)
-                    if reply[0] == "wake":
-                        return str(reply[1])  # granted in the same instant: keep it
-                    if reply[0] == "nopool":
-                        raise PoolNotFound(self.name)
-                    return "timeout"
                 block = min(block, deadline - now)
-            if next_expiry_ms >= 0:
-                # Wake when the earliest lease runs out, so a crashed holder's units move on
-                # with no other client acting.
-                block = min(block, next_expiry_ms / 1000 + 0.002)
+            if cancel is not None:
+                block = min(block, CANCEL_CHECK)
             item = self.client.blpop([wake], timeout=max(block, 0.001))
             if item is not None:
                 return str(_text(item[1]))
-            reply = self._run("wait", waiter, self._alive_ms(deadline))
-            if reply[0] == "queued":
-                next_expiry_ms = int(reply[1])
-            elif reply[0] == "wake":
-                return str(reply[1])
-            elif reply[0] == "gone":
-                log.warning("wshare: waiter in pool %r was purged as dead after a stall; asking again",
-                            self.name)
-                return None
-            else:
-                self._fail(reply)
 
     def _give_up(self, waiter: str) -> None:
         """Leave the queue after an interrupt; a grant that raced with it is released."""
