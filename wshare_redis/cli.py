@@ -1,0 +1,407 @@
+"""The `wshare` command line: steer and inspect pools, run commands under a quota, demo.
+
+Expected failures (Redis unreachable, unknown pool, bad arguments) print one line to
+stderr and exit non-zero; logging is configured here, never by the library.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import click
+import redis
+
+from . import __version__
+from .connect import DEFAULT_URL, connect, mask_url
+from .errors import AcquireTimeout, InvalidRequest, PoolNotFound, WshareError
+from .keys import DEFAULT_PREFIX
+from .pool import UNCHANGED, Pool
+from .view import bars, one_line, status_dict, status_table
+
+
+@dataclass
+class Settings:
+    url: str
+    prefix: str
+    url_given: bool
+    _client: Optional[redis.Redis] = None
+
+    @property
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            self._client = connect(self.url)
+        return self._client
+
+    def pool(self, name: str) -> Pool:
+        return Pool(self.client, name, prefix=self.prefix)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"wshare: {message}", err=True)
+    sys.exit(code)
+
+
+class WshareGroup(click.Group):
+    """Maps expected failures to one line on stderr and an exit status, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except InvalidRequest as e:
+            _fail(str(e), 2)
+        except WshareError as e:
+            _fail(str(e), 1)
+        except LookupError as e:  # remove_member of an unknown member, etc.
+            _fail(str(e).strip("'\""), 1)
+        except redis.AuthenticationError as e:
+            _fail(f"Redis at {mask_url(_url(ctx))} refused the credentials: {e}", 1)
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            _fail(f"cannot reach Redis at {mask_url(_url(ctx))}: {_reason(e)}", 1)
+        except redis.RedisError as e:
+            _fail(f"Redis error at {mask_url(_url(ctx))}: {e}", 1)
+        except ValueError as e:  # malformed URL
+            _fail(f"{e}", 2)
+
+
+def _url(ctx: click.Context) -> str:
+    obj = ctx.find_object(Settings)
+    return obj.url if obj else DEFAULT_URL
+
+
+def _reason(e: Exception) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0]
+
+
+def _dump(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+@click.group(cls=WshareGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--url", envvar="WSHARE_REDIS_URL", default=DEFAULT_URL, show_default=True,
+              help="Redis URL (env WSHARE_REDIS_URL), e.g. redis://:password@host:6379/0.")
+@click.option("--prefix", envvar="WSHARE_PREFIX", default=DEFAULT_PREFIX, show_default=True,
+              help="Key prefix of the pools (env WSHARE_PREFIX).")
+@click.option("-v", "--verbose", count=True, help="Log what happens (-vv: debug).")
+@click.version_option(__version__, prog_name="wshare")
+@click.pass_context
+def main(ctx: click.Context, url: str, prefix: str, verbose: int) -> None:
+    """Weighted sharing of scarce resources between processes, over Redis.
+
+    \b
+    Examples:
+      wshare pool configure gpu --capacity 8
+      wshare member set gpu team-a --weight 3 --max-units 6
+      wshare status gpu
+      wshare run gpu --member team-a -n 2 -- python train.py
+      wshare demo
+    """
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    source = ctx.get_parameter_source("url")
+    given = source not in (click.core.ParameterSource.DEFAULT, None)
+    ctx.obj = Settings(url=url, prefix=prefix, url_given=given)
+
+
+# -- pools ---------------------------------------------------------------------------------
+
+@main.group()
+def pool() -> None:
+    """Create, list and delete pools."""
+
+
+@pool.command("configure")
+@click.argument("pool_name", metavar="POOL")
+@click.option("--capacity", type=int, required=True, help="Units in the pool (0 drains it).")
+@click.option("--default-weight", type=float, default=None,
+              help="Weight of members that acquire without being added (default 1).")
+@click.pass_obj
+def pool_configure(s: Settings, pool_name: str, capacity: int, default_weight: Optional[float]) -> None:
+    """Create POOL or change its capacity; idempotent. Never revokes live leases.
+
+    \b
+    Example: wshare pool configure gpu --capacity 8 --default-weight 1
+    """
+    s.pool(pool_name).configure(capacity=capacity, default_weight=default_weight)
+    click.echo(f"pool {pool_name}: capacity {capacity}")
+
+
+@pool.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def pool_list(s: Settings, as_json: bool) -> None:
+    """List the pools under the prefix with their capacity and use.
+
+    \b
+    Example: wshare --prefix wshare pool list --json
+    """
+    statuses = []
+    for name in sorted(_pool_names(s)):
+        try:
+            statuses.append(s.pool(name).status())
+        except PoolNotFound:  # deleted meanwhile
+            continue
+    if as_json:
+        _dump([{k: v for k, v in status_dict(st).items() if k != "members"} | {"members": len(st.members)}
+               for st in statuses])
+        return
+    if not statuses:
+        click.echo(f"no pools under prefix {s.prefix!r}")
+        return
+    click.echo(f"{'pool':<24} {'capacity':>8} {'held':>6} {'free':>6} {'waiting':>8} {'members':>8}")
+    for st in statuses:
+        click.echo(f"{st.name:<24} {st.capacity:>8} {st.held:>6} {st.free:>6} {st.waiting:>8} {len(st.members):>8}")
+
+
+def _pool_names(s: Settings) -> set[str]:
+    pattern = "".join("\\" + c if c in "\\*?[]" else c for c in s.prefix) + ":{*}:pool"
+    names = set()
+    for key in s.client.scan_iter(match=pattern, count=1000):
+        inner = key[len(s.prefix) + 2: -len("}:pool")]
+        if "{" not in inner and "}" not in inner:
+            names.add(inner)
+    return names
+
+
+@pool.command("delete")
+@click.argument("pool_name", metavar="POOL")
+@click.option("--force", is_flag=True, help="Delete even while leases are live (they end at once).")
+@click.pass_obj
+def pool_delete(s: Settings, pool_name: str, force: bool) -> None:
+    """Delete POOL and every key it has. Refuses while leases are live unless --force.
+
+    \b
+    Example: wshare pool delete gpu --force
+    """
+    p = s.pool(pool_name)
+    st = p.status()
+    if st.held and not force:
+        _fail(f"pool {pool_name!r} has {len(p.leases())} live lease(s) holding {st.held} unit(s); "
+              "release them first or use --force", 1)
+    p.delete()
+    click.echo(f"pool {pool_name}: deleted")
+
+
+# -- members -------------------------------------------------------------------------------
+
+@main.group()
+def member() -> None:
+    """Add, reweight and remove members."""
+
+
+@member.command("set")
+@click.argument("pool_name", metavar="POOL")
+@click.argument("member_name", metavar="MEMBER")
+@click.option("--weight", type=float, required=True, help="Share weight (> 0).")
+@click.option("--max-units", type=int, default=None, help="Cap on units held at once.")
+@click.option("--no-max-units", is_flag=True, help="Remove the cap.")
+@click.pass_obj
+def member_set(s: Settings, pool_name: str, member_name: str, weight: float, max_units: Optional[int],
+               no_max_units: bool) -> None:
+    """Add MEMBER to POOL or change its weight and cap (with neither cap option, the cap stays).
+
+    \b
+    Example: wshare member set gpu team-a --weight 3 --max-units 6
+    """
+    if max_units is not None and no_max_units:
+        raise click.UsageError("--max-units and --no-max-units exclude each other")
+    cap = None if no_max_units else (UNCHANGED if max_units is None else max_units)
+    s.pool(pool_name).set_weight(member_name, weight, max_units=cap)
+    click.echo(f"pool {pool_name}: member {member_name} weight {weight:g}")
+
+
+@member.command("remove")
+@click.argument("pool_name", metavar="POOL")
+@click.argument("member_name", metavar="MEMBER")
+@click.pass_obj
+def member_remove(s: Settings, pool_name: str, member_name: str) -> None:
+    """Remove MEMBER: its queued requests fail, its live leases run on.
+
+    \b
+    Example: wshare member remove gpu team-a
+    """
+    if not s.pool(pool_name).remove_member(member_name):
+        _fail(f"pool {pool_name!r} has no member {member_name!r}", 1)
+    click.echo(f"pool {pool_name}: member {member_name} removed")
+
+
+# -- inspection ----------------------------------------------------------------------------
+
+@main.command()
+@click.argument("pool_name", metavar="POOL")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def status(s: Settings, pool_name: str, as_json: bool) -> None:
+    """Members of POOL with weight, cap, fair share, held and waiting units.
+
+    \b
+    Example: wshare status gpu --json
+    """
+    st = s.pool(pool_name).status()
+    if as_json:
+        _dump(status_dict(st))
+    else:
+        click.echo(status_table(st))
+
+
+@main.command()
+@click.argument("pool_name", metavar="POOL")
+@click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between refreshes.")
+@click.option("--count", type=int, default=None, help="Stop after this many refreshes (default: until Ctrl-C).")
+@click.pass_obj
+def watch(s: Settings, pool_name: str, interval: float, count: Optional[int]) -> None:
+    """Live view of POOL: held units against fair share per member, as bars.
+
+    On a terminal the view redraws in place; otherwise one line per refresh.
+
+    \b
+    Example: wshare watch gpu --interval 0.5
+    """
+    if interval <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--interval")
+    p = s.pool(pool_name)
+    tty = sys.stdout.isatty()
+    n = 0
+    try:
+        while count is None or n < count:
+            st = p.status()
+            stamp = time.strftime("%H:%M:%S")
+            if tty:
+                click.echo("\x1b[H\x1b[2J" + f"{stamp}  " + bars(st))
+            else:
+                click.echo(f"{stamp} {one_line(st)}")
+            n += 1
+            if count is None or n < count:
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.argument("pool_name", metavar="POOL")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def leases(s: Settings, pool_name: str, as_json: bool) -> None:
+    """Live leases of POOL: id, member, units, fencing token, seconds until expiry.
+
+    \b
+    Example: wshare leases gpu
+    """
+    now = time.time()
+    rows: list[dict[str, Any]] = [{"id": x.id, "member": x.member, "units": x.units, "token": x.token,
+             "expires_at": x.expires_at, "expires_in": round(x.expires_at - now, 3)}
+            for x in s.pool(pool_name).leases()]
+    if as_json:
+        _dump(rows)
+        return
+    click.echo(f"{'id':<32} {'member':<16} {'units':>5} {'token':>17} {'expires in':>10}")
+    for r in rows:
+        click.echo(f"{r['id']:<32} {r['member'][:16]:<16} {r['units']:>5} {r['token']:>17} {r['expires_in']:>9.1f}s")
+
+
+@main.command()
+@click.argument("pool_name", metavar="POOL")
+@click.argument("lease_id")
+@click.pass_obj
+def revoke(s: Settings, pool_name: str, lease_id: str) -> None:
+    """End lease LEASE_ID of POOL now; its holder's next renewal reports it lost.
+
+    \b
+    Example: wshare revoke gpu 3f2a...
+    """
+    if not s.pool(pool_name).revoke(lease_id):
+        _fail(f"pool {pool_name!r} has no live lease {lease_id!r}", 1)
+    click.echo(f"pool {pool_name}: lease {lease_id} revoked")
+
+
+# -- running under a quota -------------------------------------------------------------------
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("pool_name", metavar="POOL")
+@click.option("--member", "-m", "member_name", required=True, help="Member to acquire for.")
+@click.option("-n", "--units", type=int, default=1, show_default=True, help="Units to hold.")
+@click.option("--ttl", type=float, default=30.0, show_default=True,
+              help="Lease TTL in seconds (renewed every ttl/3 while the command runs).")
+@click.option("--timeout", type=float, default=None, help="Seconds to wait for units (default: for ever).")
+@click.option("--keep-on-lost", is_flag=True, help="If the lease is lost, let the command finish (default: SIGTERM it).")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_obj
+def run(s: Settings, pool_name: str, member_name: str, units: int, ttl: float, timeout: Optional[float],
+        keep_on_lost: bool, command: tuple[str, ...]) -> None:
+    """Run COMMAND while holding units of POOL, like flock(1) for weighted quotas.
+
+    COMMAND sees WSHARE_LEASE_ID and WSHARE_FENCING_TOKEN. The lease is released when it
+    ends, also on Ctrl-C or SIGTERM (forwarded to it). Exits with COMMAND's status; 75 if
+    no units came within --timeout. If the lease is lost meanwhile, a line goes to stderr
+    and COMMAND gets SIGTERM unless --keep-on-lost.
+
+    \b
+    Example: wshare run gpu --member team-a -n 2 --timeout 600 -- python train.py
+    """
+    from .runner import EX_TEMPFAIL, Interrupted, RunConfig, run_command
+    cfg = RunConfig(member=member_name, units=units, ttl=ttl, timeout=timeout, keep_on_lost=keep_on_lost)
+    try:
+        rc = run_command(s.pool(pool_name), cfg, command)
+    except AcquireTimeout as e:
+        _fail(f"{e}; not running {command[0]}", EX_TEMPFAIL)
+    except Interrupted as e:
+        sys.exit(128 + e.signum)
+    sys.exit(rc)
+
+
+@main.command()
+@click.option("--pool", "pool_name", required=True, help="Pool to take units from.")
+@click.option("--member", "member_name", required=True, help="Member the units are for.")
+@click.option("--weight", type=float, default=None, help="Set the member's weight at start.")
+@click.option("--units", type=int, default=1, show_default=True, help="Units per task.")
+@click.option("--work", type=float, default=0.5, show_default=True, help="Mean seconds of work per task.")
+@click.option("--ttl", type=float, default=10.0, show_default=True, help="Lease TTL in seconds.")
+@click.option("--concurrency", type=int, default=1, show_default=True, help="Tasks held at once.")
+@click.option("--tasks", type=int, default=None, help="Stop after this many tasks per slot.")
+@click.pass_obj
+def worker(s: Settings, pool_name: str, member_name: str, weight: Optional[float], units: int, work: float,
+           ttl: float, concurrency: int, tasks: Optional[int]) -> None:
+    """A generic quota worker: acquire, work, release, repeat; SIGTERM stops it cleanly.
+
+    \b
+    Example: wshare worker --pool gpu --member team-a --weight 3 --work 2
+    """
+    from .worker import WorkerConfig, run_worker
+    if concurrency < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--concurrency")
+    cfg = WorkerConfig(pool=pool_name, member=member_name, units=units, work=work, ttl=ttl,
+                       concurrency=concurrency, weight=weight, tasks=tasks)
+    logging.getLogger("wshare_redis").setLevel(min(logging.getLogger().level, logging.INFO))
+    run_worker(s.client, cfg)
+
+
+@main.command()
+@click.option("--duration", type=float, default=30.0, show_default=True, help="Seconds the demo runs.")
+@click.option("--url", "demo_url", default=None,
+              help="Redis to use (default: the global --url if given, else localhost if it answers, "
+                   "else an embedded server).")
+@click.pass_obj
+def demo(s: Settings, duration: float, demo_url: Optional[str]) -> None:
+    """Weighted sharing live: worker processes of three members compete for a pool, one is
+    reweighted and the pool resized mid-run, then achieved shares are set against ideal ones.
+
+    \b
+    Example: wshare demo --duration 30
+    """
+    from .demo import run_demo
+    if duration <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--duration")
+    url = demo_url or (s.url if s.url_given else None)
+    sys.exit(run_demo(url=url, duration=duration, prefix=s.prefix))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
