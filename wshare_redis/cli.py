@@ -324,7 +324,7 @@ def revoke(s: Settings, pool_name: str, lease_id: str) -> None:
 
 # -- running under a quota -------------------------------------------------------------------
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("pool_name", metavar="POOL")
 @click.option("--member", "-m", "member_name", required=True, help="Member to acquire for.")
 @click.option("-n", "--units", type=int, default=1, show_default=True, help="Units to hold.")

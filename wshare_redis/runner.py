@@ -78,7 +78,7 @@ def run_command(pool: Pool, cfg: RunConfig, argv: Sequence[str]) -> int:
     finally:
         for signum, handler in waiting.items():
             signal.signal(signum, handler)
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     try:
         env = dict(os.environ, WSHARE_LEASE_ID=lease.id, WSHARE_FENCING_TOKEN=str(lease.token),
                    WSHARE_POOL=pool.name, WSHARE_MEMBER=cfg.member, WSHARE_UNITS=str(cfg.units))
