@@ -183,8 +183,8 @@ def _run_phase(pool: Pool, phase: Phase, index: int, total: int, seconds: float,
                 print("\x1b[H\x1b[2J" + head + "\n" + bars(st, 78) + "\n  # held   | fair share", flush=True)
                 next_view = now + 0.5
             else:
-                parts = " ".join(f"{m}={st.members[m].held:>2}" for m in MEMBERS if m in st.members)
-                print(f"  {head[:40]:<40} held {parts}", flush=True)
+                parts = " ".join(f"{m} {st.members[m].held:>2}" for m in MEMBERS if m in st.members)
+                print(f"  phase {index + 1}/{total} {end - now:4.1f} s left, units held: {parts}", flush=True)
                 next_view = now + 2.0
         time.sleep(0.05)
 
