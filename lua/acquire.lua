@@ -15,14 +15,15 @@ return run(function()
   -- Validate before anything changes.
   if P.capacity > 0 and units > P.capacity then return {'invalid', too_big_capacity(units)} end
   local r = rec_load(m)
-  if r and r.rm == 0 and r.max and units > r.max then return {'invalid', too_big_cap(units, m, r.max)} end
+  if r and r.kind ~= 'removed' and r.max and units > r.max then return {'invalid', too_big_cap(units, m, r.max)} end
 
   housekeeping(now)
   if SAVES > 0 then r = rec_load(m) end  -- housekeeping may have changed the member
   if not r then
     r = rec_new(m, now)
-  elseif r.rm == 1 then  -- removed while holding leases: it comes back as a new member
-    r.rm, r.ws, r.w, r.max = 0, P.dw, tonumber(P.dw), nil
+  elseif r.kind == 'removed' then  -- removed while holding leases: it comes back as a new member
+    touch(r, now)
+    r.kind, r.ws, r.w, r.max = 'auto', P.dw, tonumber(P.dw), nil
   end
   touch(r, now)
 
@@ -41,6 +42,7 @@ return run(function()
   end
   if mode == 'try' then
     rec_save(r)
+    dispatch(now)  -- r's new S may have let another waiter rank first
     save_pool()
     return {'busy'}
   end
@@ -55,6 +57,7 @@ return run(function()
   r.wait = r.wait + units
   P.waiting = P.waiting + units
   rec_save(r)
+  dispatch(now)  -- r's new S may have let another waiter rank first
   save_pool()
   return {'queued', I(next_expiry(now))}
 end)

@@ -2,7 +2,8 @@
 -- granted in the same instant, hands the grant back to the caller instead.
 -- KEYS: the pool's keys, as listed in lib.lua
 -- ARGV[1] waiter id
--- returns: {"cancelled"} | {"wake", message from its wake list} | {"gone"} | {"nopool"}
+-- returns: {"cancelled", more} | {"wake", message from its wake list, more} | {"gone", more}
+--          | {"nopool"}; more 1 if hand-off stopped at its batch limit (call tick)
 return run(function()
   local id = ARGV[1]
   local now = now_ms()
@@ -19,7 +20,7 @@ return run(function()
     msg = redis.call('LPOP', K_WAKE .. id)
     if msg then result = {'wake', msg} else result = {'gone'} end
   end
-  housekeeping(now)  -- the leaving head may have held others back
+  result[#result + 1] = housekeeping(now) and 1 or 0  -- the leaving head may have held others back
   save_pool()
   return result
 end)

@@ -3,7 +3,9 @@
 --
 -- Every script receives the same KEYS, all inside the pool's {hash tag}:
 --   KEYS[1]  pool     hash  capacity, default_weight, held, waiting, token, seq, vclock, avg_hold
---   KEYS[2]  members  hash  member -> "w=<weight> max=<n|-> held=<n> wait=<n> vs=<S> vt=<ms> head=<seq>:<units> rm=<0|1>"
+--   KEYS[2]  members  hash  member -> "w=<weight> max=<n|-> held=<n> wait=<n> vs=<S> vt=<ms> head=<seq>:<units> kind=<k>"
+--                          kind: set (added by set_weight), auto (joined by acquiring; forgotten
+--                          when idle and owing no service), removed (record kept until its leases end)
 --   KEYS[3]  leases   hash  lease id -> "<units>:<token>:<ttl ms>:<granted ms>:<member>"
 --   KEYS[4]  expiry   zset  lease id -> expiry (ms, Redis server clock)
 --   KEYS[5]  ready    zset  "<head seq, 16 digits>\0<member>" -> S, members whose head request fits their cap
@@ -25,7 +27,7 @@ local K_ALIVE, K_SIZES, K_WAKE = KEYS[9], KEYS[10], KEYS[11]
 local MAX_GRANTS = 100      -- grants per call; callers that can free more loop (configure)
 local MAX_RECLAIM = 64      -- expired leases reclaimed per call
 local MAX_PURGE = 64        -- dead waiters purged per call
-local CREDIT_PERIODS = 4    -- catch-up credit B = CREDIT_PERIODS * capacity * avg_hold
+local CREDIT_PERIODS = 4    -- catch-up credit B = CREDIT_PERIODS * capacity * avg_hold (unit-seconds)
 local HOLD_ALPHA = 0.02     -- smoothing of the average hold time
 local NOTICE_MS = 60000     -- how long an undelivered failure notice waits for its waiter
 
@@ -35,15 +37,6 @@ local SAVES = 0              -- member records written so far in this call
 -- Raise a wshare error; main() turns it into an error reply "WSHARE <code> <message>".
 local function abort(code, msg)
   error({wshare = code .. ' ' .. msg})
-end
-
--- Run main, mapping wshare errors (and anything unexpected) to clean error replies.
-local function run(main)
-  local ok, res = pcall(main)
-  if ok then return res end
-  if type(res) == 'table' and res.wshare then return redis.error_reply('WSHARE ' .. res.wshare) end
-  if type(res) == 'table' and res.err then return redis.error_reply(res.err) end
-  return redis.error_reply('WSHARE internal ' .. tostring(res))
 end
 
 local function I(x) return string.format('%d', x) end
@@ -83,13 +76,24 @@ local function init_pool(capacity, dw)
   -- (every grant takes a script call, and script calls take more than a microsecond).
   local t = redis.call('TIME')
   P = {capacity = capacity, dw = dw, held = 0, waiting = 0, token = tonumber(t[1]) * 1000000 + tonumber(t[2]),
-       seq = 0, vclock = 0, avg_hold = 1}
+       seq = 0, vclock = 0, avg_hold = 0}
   redis.call('HSET', K_POOL, 'capacity', I(capacity), 'default_weight', dw)
 end
 
 local function save_pool()
   redis.call('HSET', K_POOL, 'held', I(P.held), 'waiting', I(P.waiting), 'token', I(P.token),
              'seq', I(P.seq), 'vclock', F(P.vclock), 'avg_hold', F(P.avg_hold))
+end
+
+-- Run main, mapping wshare errors (and anything unexpected) to clean error replies.
+local function run(main)
+  local ok, res = pcall(main)
+  if ok then return res end
+  -- Keep the pool's counters in step with whatever was written before the error.
+  if P then pcall(save_pool) end
+  if type(res) == 'table' and res.wshare then return redis.error_reply('WSHARE ' .. res.wshare) end
+  if type(res) == 'table' and res.err then return redis.error_reply(res.err) end
+  return redis.error_reply('WSHARE internal ' .. tostring(res))
 end
 
 -- Member records -------------------------------------------------------------------------
@@ -104,12 +108,13 @@ end
 local function rec_load(m)
   local s = redis.call('HGET', K_MEMBERS, m)
   if not s then return nil end
-  local w, mx, held, wait, vs, vt, hseq, hu, rm = string.match(s,
-    '^w=(%S+) max=(%S+) held=(%d+) wait=(%d+) vs=(%S+) vt=(%d+) head=(%d+):(%d+) rm=([01])$')
+  local w, mx, held, wait, vs, vt, hseq, hu, kind = string.match(s,
+    '^w=(%S+) max=(%S+) held=(%d+) wait=(%d+) vs=(%S+) vt=(%d+) head=(%d+):(%d+) kind=(%l+)$')
+  if kind ~= 'set' and kind ~= 'auto' and kind ~= 'removed' then w = nil end
   if not w then abort('corrupt', 'member ' .. m .. ' record is ' .. s) end
   local r = {m = m, ws = w, w = num(w, 'weight of ' .. m, 0), held = tonumber(held), wait = tonumber(wait),
              vs = num(vs, 'vs of ' .. m), vt = tonumber(vt), hseq = tonumber(hseq), hu = tonumber(hu),
-             rm = tonumber(rm)}
+             kind = kind}
   if r.w <= 0 then abort('corrupt', 'weight of ' .. m .. ' is ' .. w) end
   if mx ~= '-' then r.max = num(mx, 'max_units of ' .. m, 0) end
   r.rentry = ready_entry(r)
@@ -119,7 +124,7 @@ end
 
 local function rec_new(m, now)
   return {m = m, ws = P.dw, w = tonumber(P.dw), held = 0, wait = 0, vs = P.vclock, vt = now,
-          hseq = 0, hu = 0, rm = 0, rentry = false, was_active = false}
+          hseq = 0, hu = 0, kind = 'auto', rentry = false, was_active = false}
 end
 
 local function rec_need(m)
@@ -160,14 +165,14 @@ local function rec_save(r)
     if ref > P.vclock then P.vclock = ref end
   end
   r.was_active = active
-  if r.rm == 1 and not active then
+  if not active and (r.kind == 'removed' or (r.kind == 'auto' and r.vs <= P.vclock)) then
     redis.call('HDEL', K_MEMBERS, r.m)
   else
     local mx = '-'
     if r.max then mx = I(r.max) end
     redis.call('HSET', K_MEMBERS, r.m, 'w=' .. r.ws .. ' max=' .. mx .. ' held=' .. I(r.held) ..
       ' wait=' .. I(r.wait) .. ' vs=' .. F(r.vs) .. ' vt=' .. I(r.vt) .. ' head=' .. I(r.hseq) ..
-      ':' .. I(r.hu) .. ' rm=' .. I(r.rm))
+      ':' .. I(r.hu) .. ' kind=' .. r.kind)
   end
 end
 
@@ -181,9 +186,19 @@ local function place(r, wref)
     -- max(own S, lowest waiting S); with nobody waiting, the pool's virtual time.
     local floor = wref or P.vclock
     if floor > r.vs then r.vs = floor end
-  elseif wref then
-    local floor = wref - CREDIT_PERIODS * P.capacity * P.avg_hold / r.w
-    if floor > r.vs then r.vs = floor end
+  else
+    -- Nobody waiting: bound the credit against the other members using the pool.
+    local ref = wref
+    if not ref then
+      local t = redis.call('ZRANGE', K_ACTIVE, 0, 1, 'WITHSCORES')
+      if t[1] and t[1] ~= r.m then ref = tonumber(t[2]) elseif t[3] then ref = tonumber(t[4]) end
+    end
+    if ref then
+      local hold = P.avg_hold
+      if hold <= 0 then hold = 1 end  -- no lease has ended yet: assume 1 s
+      local floor = ref - CREDIT_PERIODS * P.capacity * hold / r.w
+      if floor > r.vs then r.vs = floor end
+    end
   end
 end
 
@@ -259,7 +274,8 @@ local function parse_lease(s)
   return tonumber(units), tonumber(token), tonumber(ttl), tonumber(granted), m
 end
 
--- End a lease (release, revoke or expiry). Returns false if there was no such lease.
+-- End a lease (release, revoke or expiry). expired: the expiry time (ms) of an expired lease,
+-- up to which its units count as service. Returns false if there was no such lease.
 local function end_lease(id, now, expired)
   local s = redis.call('HGET', K_LEASES, id)
   if not s then return false end
@@ -267,11 +283,13 @@ local function end_lease(id, now, expired)
   redis.call('HDEL', K_LEASES, id)
   redis.call('ZREM', K_EXPIRY, id)
   local r = rec_need(m)
-  touch(r, now)
+  touch(r, expired or now)
   r.held = math.max(r.held - units, 0)
   P.held = math.max(P.held - units, 0)
   if not expired then
-    P.avg_hold = P.avg_hold + HOLD_ALPHA * ((now - granted) / 1000 - P.avg_hold)
+    local held_for = (now - granted) / 1000
+    if P.avg_hold == 0 then P.avg_hold = held_for  -- the first sample
+    else P.avg_hold = P.avg_hold + HOLD_ALPHA * (held_for - P.avg_hold) end
   end
   rec_save(r)
   return true
@@ -302,15 +320,17 @@ end
 
 -- Reclaim expired leases and dead waiters (bounded batches), then hand off what is free.
 local function housekeeping(now)
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', I(now), 'LIMIT', 0, MAX_RECLAIM)) do
-    if not end_lease(id, now, true) then redis.call('ZREM', K_EXPIRY, id) end
+  local expired = redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', I(now), 'WITHSCORES', 'LIMIT', 0, MAX_RECLAIM)
+  for i = 1, #expired, 2 do
+    local id = expired[i]
+    if not end_lease(id, now, tonumber(expired[i + 1])) then redis.call('ZREM', K_EXPIRY, id) end
   end
   if P.waiting > 0 then
     for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_ALIVE, '-inf', I(now), 'LIMIT', 0, MAX_PURGE)) do
       if not drop_waiter(id, now, false) then redis.call('ZREM', K_ALIVE, id) end
     end
   end
-  return dispatch(now)
+  return dispatch(now) or #expired == 2 * MAX_RECLAIM
 end
 
 -- Milliseconds until the earliest lease expiry (-1: no lease): when waiters re-check.

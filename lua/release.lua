@@ -1,14 +1,15 @@
 -- release.lua: end a lease by release or revocation and hand its units to waiters.
 -- KEYS: the pool's keys, as listed in lib.lua
 -- ARGV[1] lease id
--- returns: 1 if the lease was live and is now ended, 0 if it had already ended (or the pool is gone)
+-- returns: {ended, more}: ended 1 if the lease was live and is now ended, 0 if it had already
+--          ended (or the pool is gone); more 1 if hand-off stopped at its batch limit (call tick)
 return run(function()
   local now = now_ms()
-  if not load_pool() then return 0 end
+  if not load_pool() then return {0, 0} end
   local live = redis.call('ZSCORE', K_EXPIRY, ARGV[1])
   local ended = 0
   if live and tonumber(live) > now and end_lease(ARGV[1], now, false) then ended = 1 end
-  housekeeping(now)
+  local more = housekeeping(now)
   save_pool()
-  return ended
+  return {ended, more and 1 or 0}
 end)

@@ -8,7 +8,7 @@ return run(function()
   local now = now_ms()
   if not load_pool() then return {'nopool'} end
   local r = rec_load(m)
-  if not r or r.rm == 1 then return {'nomember'} end
+  if not r or r.kind == 'removed' then return {'nomember'} end
   local entries = redis.call('ZRANGEBYLEX', K_QUEUE, '[' .. m .. '\0', '(' .. m .. '\1', 'LIMIT', 0, MAX_GRANTS)
   for _, e in ipairs(entries) do
     local id = select(5, parse_entry(e))
@@ -19,9 +19,11 @@ return run(function()
     save_pool()
     return {'ok', 1}
   end
-  r = rec_need(m)
-  r.rm = 1
-  rec_save(r)
+  r = rec_load(m)  -- nil if it joined by acquiring and, now idle, was forgotten
+  if r then
+    r.kind = 'removed'
+    rec_save(r)
+  end
   housekeeping(now)
   save_pool()
   return {'ok', 0}

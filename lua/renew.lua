@@ -1,11 +1,12 @@
 -- renew.lua: extend a live lease to now + ttl; the lease keeps its token.
 -- KEYS: the pool's keys, as listed in lib.lua
 -- ARGV[1] lease id  ARGV[2] ttl ms
--- returns: {"ok", new expiry ms} | {"lost"} (released, revoked, expired or pool deleted)
+-- returns: {"ok", new expiry ms, more} | {"lost", more} (released, revoked, expired or pool
+--          deleted); more 1 if hand-off stopped at its batch limit (call tick)
 return run(function()
   local id = ARGV[1]
   local now = now_ms()
-  if not load_pool() then return {'lost'} end
+  if not load_pool() then return {'lost', 0} end
   local exp = redis.call('ZSCORE', K_EXPIRY, id)
   local result = {'lost'}
   if exp and tonumber(exp) > now and redis.call('HEXISTS', K_LEASES, id) == 1 then
@@ -13,7 +14,7 @@ return run(function()
     redis.call('ZADD', K_EXPIRY, I(exp), id)
     result = {'ok', I(exp)}
   end
-  housekeeping(now)
+  result[#result + 1] = housekeeping(now) and 1 or 0
   save_pool()
   return result
 end)

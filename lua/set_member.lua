@@ -10,7 +10,8 @@ return run(function()
   housekeeping(now)
   local r = rec_load(m) or rec_new(m, now)
   touch(r, now)  -- service so far accrues at the old weight
-  if r.rm == 1 then r.rm, r.max = 0, nil end
+  if r.kind == 'removed' then r.max = nil end
+  r.kind = 'set'
   r.ws, r.w = ws, tonumber(ws)
   if mx == '-' then r.max = nil elseif mx ~= '' then r.max = tonumber(mx) end
   local more = 0

@@ -2,8 +2,9 @@
 -- expired leases, and tells it whether it was granted, failed, or is still queued.
 -- KEYS: the pool's keys, as listed in lib.lua
 -- ARGV[1] waiter id  ARGV[2] ms the waiter counts as alive from now
--- returns: {"queued", ms until the next lease expiry or -1} | {"wake", message from its wake list}
---          | {"gone"} (purged as dead: ask again) | {"nopool"}
+-- returns: {"queued", ms until the next lease expiry or -1, more} | {"wake", message, more}
+--          | {"gone", more} (purged as dead: ask again) | {"nopool"};
+--          more 1 if hand-off stopped at its batch limit (call tick)
 return run(function()
   local id = ARGV[1]
   local now = now_ms()
@@ -13,7 +14,7 @@ return run(function()
     return nil
   end
   if not load_pool() then return delivered() or {'nopool'} end
-  housekeeping(now)
+  local more = housekeeping(now) and 1 or 0
   local e = redis.call('HGET', K_WAITERS, id)
   if e then
     -- A resize or a lowered cap may have made this request impossible since it queued.
@@ -24,14 +25,16 @@ return run(function()
     elseif r.max and units > r.max then why = too_big_cap(units, m, r.max) end
     if why then
       drop_waiter(id, now, false)
-      dispatch(now)
+      if dispatch(now) then more = 1 end
       save_pool()
-      return {'wake', 'err:invalid:' .. why}
+      return {'wake', 'err:invalid:' .. why, more}
     end
     redis.call('ZADD', K_ALIVE, I(now + tonumber(ARGV[2])), id)
     save_pool()
-    return {'queued', I(next_expiry(now))}
+    return {'queued', I(next_expiry(now)), more}
   end
   save_pool()
-  return delivered() or {'gone'}
+  local msg = delivered() or {'gone'}
+  msg[#msg + 1] = more
+  return msg
 end)

@@ -24,6 +24,8 @@ def run_workers(url: str, pool: str, specs: list[dict], tmp: Path, *, lead: floa
                "--hold-ms", str(s.get("hold_ms", 40)), "--start", str(t0 + s.get("start", 0)),
                "--stop", str(t0 + s["stop"]), "--out", str(out), "--seed", str(i),
                "--units-max", str(s.get("units_max", 1)), "--ttl", str(s.get("ttl", 30))]
+        if s.get("fixed"):
+            cmd.append("--fixed")
         if s.get("timeout") is not None:
             cmd += ["--timeout", str(s["timeout"])]
         procs.append((subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(HERE.parent)}), out))

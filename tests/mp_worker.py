@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=None)
     ap.add_argument("--ttl", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fixed", action="store_true", help="hold exactly --hold-ms (not exponential)")
     a = ap.parse_args()
     pool = Pool(redis.Redis.from_url(a.url), a.pool)
     records: list[dict] = []
@@ -49,7 +50,7 @@ def main() -> None:
                     records.append({"member": a.member, "timeout": True})
                 continue
             t0 = time.time()
-            time.sleep(rng.expovariate(1000.0 / a.hold_ms))
+            time.sleep(a.hold_ms / 1000 if a.fixed else rng.expovariate(1000.0 / a.hold_ms))
             t1 = time.time()
             released = lease.release()
             with lock:

@@ -112,6 +112,21 @@ def test_under_user_that_floods_gets_only_a_bounded_catch_up(url, name, tmp_path
     assert after["a"] == pytest.approx(5.0, rel=0.10) and after["b"] == pytest.approx(5.0, rel=0.10)
 
 
+def test_flood_while_holding_and_nobody_waiting_is_bounded_too(url, name, tmp_path):
+    # a holds 1 unit through one long lease while b uses the other 9 without ever queueing;
+    # then a floods. Its credit (about 4 unit-seconds/weight by now) must not become 40.
+    specs = [{"member": "a", "threads": 1, "hold_ms": 6000, "fixed": True, "stop": 5.5},
+             {"member": "a", "threads": 20, "hold_ms": 40, "start": 5.0, "stop": 10.0},
+             {"member": "b", "threads": 9, "hold_ms": 40, "stop": 10.0}]
+    configure(url, name, 10, {"a": 1, "b": 1})
+    records = run_workers(url, name, specs, tmp_path)
+    before = shares(records, 1.0, 4.9)
+    burst = shares(records, 5.1, 7.1)
+    print("flood while holding: before", before, "first 2 s", burst)
+    assert before["a"] == pytest.approx(1.0, abs=0.05) and before["b"] > 8.0
+    assert burst["a"] < 7.0 and burst.get("b", 0) > 3.0, "the flooder's catch-up is not bounded"
+
+
 def _holder(url, name, ready):
     pool = Pool(redis.Redis.from_url(url), name)
     pool.acquire("victim", units=2, ttl=1.0, timeout=5, auto_renew=True)

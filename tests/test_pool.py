@@ -370,6 +370,8 @@ def test_weight_scales_virtual_service(pool):
 
 def test_member_back_from_idle_banks_no_credit(pool):
     pool.configure(capacity=1)
+    pool.set_weight("a", 1)
+    pool.set_weight("b", 1)  # b idle, its S at 0, from the start
     a = pool.try_acquire("a")
     time.sleep(0.3)
     a.release()  # a used the pool alone; the pool's virtual time is a's service now
@@ -378,6 +380,19 @@ def test_member_back_from_idle_banks_no_credit(pool):
     st = pool.status().members
     assert st["b"].virtual_service >= s_a > 0.25
     b.release()
+
+
+def test_members_that_joined_by_acquiring_are_forgotten_when_idle(pool):
+    pool.set_weight("added", 1)
+    lease = pool.try_acquire("passer-by")
+    assert pool.status().members["passer-by"].weight == 1.0
+    lease.release()
+    pool.try_acquire("added").release()
+    assert set(pool.status().members) == {"added"}
+    holder = pool.try_acquire("x", units=3)
+    assert pool.try_acquire("tried-once") is None
+    assert "tried-once" not in pool.status().members
+    holder.release()
 
 
 def test_reweight_applies_from_now_on(pool):
@@ -461,6 +476,67 @@ def test_cancel_event_stops_a_waiter_and_a_racing_grant_is_given_back(pool):
     assert pool._wait(waiter, -1, None, cancel) == "cancelled"  # ... which was cancelled meanwhile
     st = pool.status()
     assert (st.held, st.waiting) == (0, 0)
+
+
+def test_a_grant_popped_but_never_seen_is_released(pool, monkeypatch):
+    holder = pool.acquire("a", units=3, ttl=30)
+    real_blpop = pool.client.blpop
+
+    def lost_reply(keys, timeout=0):
+        item = real_blpop(keys, timeout=timeout)
+        if item is not None:  # the server popped the grant; the reply never arrives
+            raise KeyboardInterrupt
+        return item
+
+    monkeypatch.setattr(pool.client, "blpop", lost_reply)
+    threading.Timer(0.2, holder.release).start()
+    with pytest.raises(KeyboardInterrupt):
+        pool.acquire("b", ttl=30, timeout=5)
+    st = pool.status()
+    assert (st.held, st.waiting, pool.leases()) == (0, 0, [])
+
+
+def test_a_queued_members_new_request_does_not_strand_free_units(pool):
+    pool.configure(capacity=2)
+    pool.set_weight("b", 1)
+    pool.set_weight("c", 1)
+    pool.try_acquire("b")  # b holds 1; 1 unit free
+    assert pool._run("acquire", "b", 2, 60000, new_id(), "wait", 60000, "")[0] == "queued"  # does not fit
+    c = new_id()
+    assert pool._run("acquire", "c", 1, 60000, c, "wait", 60000, "")[0] == "queued"  # ties with b, later
+    time.sleep(0.3)
+    assert pool.try_acquire("b") is None  # b's S rises: c now ranks first and fits ...
+    assert pool.client.lrange(pool.keys.wake(c), 0, -1)  # ... and is granted at once
+
+
+def test_hand_off_of_hundreds_of_units_at_once_completes(pool):
+    pool.configure(capacity=150)
+    big = pool.try_acquire("a", units=150)
+    for _ in range(150):
+        assert pool._run("acquire", "b", 1, 60000, new_id(), "wait", 60000, "")[0] == "queued"
+    big.release()
+    st = pool.status()
+    assert (st.held, st.waiting) == (150, 0)
+
+
+def test_an_error_halfway_keeps_counters_and_tokens_consistent(r, pool):
+    pool.configure(capacity=2)
+    a = pool.try_acquire("a", units=2)
+    waiter = new_id()
+    assert pool._run("acquire", "b", 1, 60000, waiter, "wait", 60000, "")[0] == "queued"
+    assert pool._run("acquire", "c", 1, 60000, new_id(), "wait", 60000, "")[0] == "queued"
+    record = r.hget(pool.keys.key("members"), "c")
+    record = record.decode() if isinstance(record, bytes) else record
+    r.hset(pool.keys.key("members"), "c", record.replace("held=0", "held=x"))
+    with pytest.raises(PoolStateError):
+        a.release()  # b is granted, then the hand-off stumbles on c's record
+    raw = r.hget(pool.keys.key("pool"), "token")
+    granted = r.lrange(pool.keys.wake(waiter), 0, -1)[0]
+    granted = granted.decode() if isinstance(granted, bytes) else granted
+    assert granted.split(":")[1] == (raw.decode() if isinstance(raw, bytes) else raw)
+    held = int(r.hget(pool.keys.key("pool"), "held"))
+    leases = r.hvals(pool.keys.key("leases"))
+    assert held == sum(int(v.split(b":" if isinstance(v, bytes) else ":")[0]) for v in leases) == 1
 
 
 def test_a_dead_waiter_is_purged_after_it_stops_checking_in(pool):

@@ -39,7 +39,7 @@ class Lock:
 
     def acquire(self, timeout: Optional[float] = None) -> Lease:
         """Wait up to ``timeout`` seconds (None: for ever) for the lock; AcquireTimeout if not granted."""
-        if self.lease is not None and not self.lease.released:
+        if self.lease is not None and not (self.lease.released or self.lease.lost):
             raise InvalidRequest(f"lock {self.name!r} is already held by this Lock object (not reentrant)")
         self.lease = self.pool._acquire(LOCK_MEMBER, 1, self.ttl, timeout, self.auto_renew, self.on_lost, "1")
         return self.lease

@@ -199,7 +199,12 @@ class Pool:
         mode = "try" if timeout == 0 else "wait"
         while True:  # more than once only if the waiter was purged while stalled
             waiter = new_id()
-            reply = self._run("acquire", member, units, ms, waiter, mode, self._alive_ms(deadline), create)
+            try:
+                reply = self._run("acquire", member, units, ms, waiter, mode, self._alive_ms(deadline), create)
+            except BaseException:
+                if mode == "wait":  # the request may have been queued or granted before the interrupt
+                    self._give_up(waiter)
+                raise
             if reply[0] == "ok":
                 return self._granted(waiter, member, units, ms, reply[1], reply[2], auto_renew, on_lost)
             if reply[0] == "busy":
@@ -242,7 +247,7 @@ class Pool:
             if stop is None and deadline is not None and now >= deadline:
                 stop = "timeout"
             if stop is not None:
-                reply = self._run("cancel", waiter)
+                reply = self._more(self._run("cancel", waiter))
                 if reply[0] == "wake":
                     message = str(reply[1])
                     if stop == "cancelled" and message.startswith("ok:"):
@@ -253,7 +258,7 @@ class Pool:
                     raise PoolNotFound(self.name)
                 return stop
             if now >= check_in:
-                reply = self._run("wait", waiter, self._alive_ms(deadline))
+                reply = self._more(self._run("wait", waiter, self._alive_ms(deadline)))
                 if reply[0] == "wake":
                     return str(reply[1])
                 if reply[0] == "gone":
@@ -275,10 +280,12 @@ class Pool:
                 return str(_text(item[1]))
 
     def _give_up(self, waiter: str) -> None:
-        """Leave the queue after an interrupt; a grant that raced with it is released."""
+        """Leave the queue after an interrupt. A grant that raced with it is released, also
+        one whose message was taken off the wake list but never reached us (the waiter id is
+        the lease id, so releasing it is safe when there is no such lease)."""
         try:
-            reply = self._run("cancel", waiter)
-            if reply[0] == "wake" and str(reply[1]).startswith("ok:"):
+            reply = self._more(self._run("cancel", waiter))
+            if reply[0] != "cancelled":
                 self._release(waiter)
         except Exception:  # the original exception matters more; the entry expires anyway
             log.warning("wshare: could not leave the queue of pool %r cleanly", self.name, exc_info=True)
@@ -306,11 +313,27 @@ class Pool:
     # -- lease operations (used by Lease) ----------------------------------------------------
 
     def _renew(self, lease_id: str, ms: int) -> Optional[int]:
-        reply = self._run("renew", lease_id, ms)
+        reply = self._more(self._run("renew", lease_id, ms))
         return int(reply[1]) if reply[0] == "ok" else None
 
     def _release(self, lease_id: str) -> bool:
-        return bool(self._run("release", lease_id))
+        ended, more = self._run("release", lease_id)
+        if int(more):
+            self._drain()
+        return bool(int(ended))
+
+    def _more(self, reply: list[Any]) -> list[Any]:
+        """Strip the trailing "more" flag of a reply, finishing a hand-off cut short by its
+        batch limit (hundreds of units freed at once)."""
+        if reply and reply[0] != "nopool":
+            if int(reply.pop()):
+                self._drain()
+        return reply
+
+    def _drain(self) -> None:
+        for _ in range(_MAX_ROUNDS):
+            if not int(self._run("tick")):
+                return
 
     def revoke(self, lease_id: str) -> bool:
         """End someone's lease now (its holder's next renewal reports it lost); True if it

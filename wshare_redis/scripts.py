@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 OPERATIONS = ("acquire", "release", "renew", "wait", "cancel", "configure", "set_member",
-              "remove_member", "status", "leases", "delete")
+              "remove_member", "status", "leases", "delete", "tick")
 
 
 def lua_dir() -> Path:

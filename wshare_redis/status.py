@@ -8,7 +8,7 @@ from typing import Mapping
 from .errors import PoolStateError
 
 _MEMBER = re.compile(
-    r"^w=(\S+) max=(\S+) held=(\d+) wait=(\d+) vs=(\S+) vt=(\d+) head=(\d+):(\d+) rm=([01])$")
+    r"^w=(\S+) max=(\S+) held=(\d+) wait=(\d+) vs=(\S+) vt=(\d+) head=(\d+):(\d+) kind=(set|auto|removed)$")
 
 
 @dataclass(frozen=True)
@@ -73,9 +73,9 @@ def parse_member(name: str, record: str) -> tuple[float, int | None, int, int, f
     m = _MEMBER.match(record)
     if not m:
         raise PoolStateError(f"member {name!r} has a malformed record {record!r}")
-    w, mx, held, wait, vs, _vt, _hseq, _hu, rm = m.groups()
+    w, mx, held, wait, vs, _vt, _hseq, _hu, kind = m.groups()
     try:
-        return (float(w), None if mx == "-" else int(mx), int(held), int(wait), float(vs), rm == "1")
+        return (float(w), None if mx == "-" else int(mx), int(held), int(wait), float(vs), kind == "removed")
     except ValueError:
         raise PoolStateError(f"member {name!r} has a malformed record {record!r}") from None
 
