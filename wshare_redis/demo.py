@@ -62,7 +62,7 @@ def demo_redis(url: Optional[str]) -> Iterator[tuple[str, str]]:
         yield DEFAULT_URL, f"the Redis answering at {DEFAULT_URL}"
     elif shutil.which("redis-server"):
         with RedisServer() as embedded:
-            yield embedded.url, f"a private redis-server on {embedded.url} (stopped at the end)"
+            yield embedded.url, f"a private redis-server, {embedded.url}"
     else:
         from fakeredis import TcpFakeServer  # the [demo] extra
         server = TcpFakeServer(("127.0.0.1", 0), server_type="redis")
@@ -70,7 +70,7 @@ def demo_redis(url: Optional[str]) -> Iterator[tuple[str, str]]:
         thread.start()
         host, port = str(server.server_address[0]), int(server.server_address[1])
         try:
-            yield f"redis://{host}:{port}/0", f"an in-process fakeredis server on {host}:{port}"
+            yield f"redis://{host}:{port}/0", f"an in-process fakeredis server, {host}:{port}"
         finally:
             server.shutdown()
             server.server_close()
@@ -192,7 +192,7 @@ def _run_phase(pool: Pool, phase: Phase, index: int, total: int, seconds: float,
 def report(phases: list[Phase], duration: float) -> str:
     per = duration / len(phases)
     lines = ["", "Achieved time-averaged shares against the ideal weighted max-min shares",
-             f"(units held, sampled from the pool's status; the first {SETTLE:.0%} of each phase left out)"]
+             f"(units held, sampled from the pool's status; first {SETTLE:.0%} of each phase skipped)"]
     worst = 0.0
     for i, phase in enumerate(phases):
         ideal, got = phase.ideal(), phase.achieved()
