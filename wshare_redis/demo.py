@@ -139,6 +139,7 @@ def run_demo(*, url: Optional[str], duration: float, prefix: str = "wshare") -> 
             logs.close()
         if tty:
             say("\x1b[H\x1b[2J", end="")
+            say(f"wshare demo on {where}")
         os.unlink(logs.name)
         say(report(phases, duration))
         if leftover is not None and (leftover.held or leftover.waiting):
