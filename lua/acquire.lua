@@ -1,7 +1,9 @@
 -- acquire.lua: grant units at once, or queue a blocking request in the pool's fair queue.
 -- KEYS: the pool's keys, as listed in lib.lua
 -- ARGV[1] member  ARGV[2] units  ARGV[3] ttl ms  ARGV[4] id (lease id if granted, waiter id if queued)
--- ARGV[5] mode: "try" (never queue) or "wait"  ARGV[6] ms the waiter counts as alive without a heartbeat
+-- ARGV[5] mode: "try" (never queue), "wait" (a client blocks on its wake list) or "park" (nobody
+--         blocks: never purged, its grant or failure is listed in handoff)
+-- ARGV[6] ms the waiter counts as alive without a heartbeat ("wait" only)
 -- ARGV[7] capacity to create a missing pool with ("" = the pool must exist; Lock uses "1")
 -- returns: {"ok", token, expires ms} | {"busy"} | {"queued", ms until the next lease expiry or -1}
 --          | {"nopool"} | {"invalid", message}
@@ -51,7 +53,11 @@ return run(function()
   local e = m .. '\0' .. string.format('%016d', P.seq) .. '\0' .. I(units) .. '\0' .. I(ttl) .. '\0' .. id
   redis.call('ZADD', K_QUEUE, 0, e)
   redis.call('HSET', K_WAITERS, id, e)
-  redis.call('ZADD', K_ALIVE, I(now + tonumber(ARGV[6])), id)
+  if mode == 'park' then
+    redis.call('HSET', K_PARKED, id, m)
+  else
+    redis.call('ZADD', K_ALIVE, I(now + tonumber(ARGV[6])), id)
+  end
   redis.call('ZADD', K_SIZES, I(units), id)
   if r.wait == 0 then r.hseq, r.hu = P.seq, units end
   r.wait = r.wait + units

@@ -14,7 +14,10 @@
 --   KEYS[8]  waiters  hash  waiter id -> its queue entry
 --   KEYS[9]  alive    zset  waiter id -> ms after which a silent waiter is presumed dead
 --   KEYS[10] sizes    zset  waiter id -> units asked (finds requests a resize made impossible)
---   KEYS[11] wake prefix "<prefix>:{pool}:wake:"; the list a waiter blocks on is that prefix .. its id
+--   KEYS[11] parked   hash  waiter id -> member, for parked requests (no client blocks on them,
+--                          e.g. RQ jobs): never purged; their grant or failure goes to handoff
+--   KEYS[12] handoff  list  ids of parked requests granted or failed, for their adapter to act on
+--   KEYS[13] wake prefix "<prefix>:{pool}:wake:"; the list a waiter blocks on is that prefix .. its id
 --
 -- S ("vs") is a member's virtual service: the integral of held units dt / weight, in
 -- unit-seconds. It is kept lazily (brought up to date only at the member's own events) and
@@ -22,7 +25,7 @@
 
 local K_POOL, K_MEMBERS, K_LEASES, K_EXPIRY = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_READY, K_ACTIVE, K_QUEUE, K_WAITERS = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local K_ALIVE, K_SIZES, K_WAKE = KEYS[9], KEYS[10], KEYS[11]
+local K_ALIVE, K_SIZES, K_PARKED, K_HANDOFF, K_WAKE = KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13]
 
 local MAX_GRANTS = 100      -- grants per call; callers that can free more loop (configure)
 local MAX_RECLAIM = 64      -- expired leases reclaimed per call
@@ -244,13 +247,16 @@ local function drop_waiter(id, now, notice)
   if not e then return false end
   local m, seq, units = parse_entry(e)
   unqueue(e, id)
+  local parked = redis.call('HDEL', K_PARKED, id) == 1
   local r = rec_need(m)
   touch(r, now)
   r.wait = r.wait - units
   P.waiting = P.waiting - units
   if r.hseq == seq then set_head(r) end
   rec_save(r)
-  if notice then notify(id, notice, NOTICE_MS) end
+  if notice then
+    if parked then redis.call('RPUSH', K_HANDOFF, id) else notify(id, notice, NOTICE_MS) end
+  end
   return true
 end
 
@@ -309,9 +315,11 @@ local function dispatch(now)
     if not e then abort('corrupt', 'member ' .. r.m .. ' is ready with an empty queue') end
     local _, _, units, ttl, id = parse_entry(e)
     unqueue(e, id)
+    local parked = redis.call('HDEL', K_PARKED, id) == 1
     r.wait = r.wait - units
     P.waiting = P.waiting - units
-    grant(r, id, units, ttl, now, true)
+    grant(r, id, units, ttl, now, not parked)
+    if parked then redis.call('RPUSH', K_HANDOFF, id) end
     set_head(r)
     rec_save(r)
   end

@@ -611,3 +611,32 @@ def test_uncontended_acquire_and_release_are_one_round_trip_each(url, name, monk
     with pool.acquire("a", timeout=1):
         pass
     assert len(sent) == 4
+
+
+def test_parked_requests_are_handed_off_by_list_not_by_wake_up(pool):
+    holder = pool.try_acquire("x", units=3)
+    assert pool.park("job-member", "job-1", units=2, ttl=60) is None
+    assert pool.park("job-member", "job-2", units=1, ttl=60) is None
+    st = pool.status()
+    assert (st.waiting, st.members["job-member"].parked) == (3, 2)
+    time.sleep(0.3)
+    assert pool.status().waiting == 3  # parked requests are never purged as dead waiters
+    assert pool.cancel("job-2") is True and pool.cancel("job-2") is False
+    holder.release()
+    assert pool.handoffs() == ["job-1"]
+    lease = pool.lease("job-1")
+    assert lease is not None and lease.units == 2 and lease.member == "job-member"
+    assert not pool.client.exists(pool.keys.wake("job-1"))
+    pool.ack_handoff("job-1")
+    assert pool.handoffs() == [] and pool.lease("nope") is None
+    assert lease.release() is True and pool.lease("job-1") is None
+    granted = pool.park("job-member", "job-3", units=1, ttl=60)
+    assert granted is not None and granted.id == "job-3"
+
+
+def test_failed_parked_requests_are_handed_off_too(pool):
+    holder = pool.try_acquire("x", units=3)
+    assert pool.park("m", "job-big", units=3) is None
+    pool.configure(capacity=2)
+    assert pool.handoffs() == ["job-big"] and pool.lease("job-big") is None
+    holder.release()

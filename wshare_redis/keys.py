@@ -12,6 +12,8 @@ All keys of a pool share the hash tag ``{pool}``, so every script touches one Cl
     <prefix>:{<pool>}:waiters   hash  waiter id -> its queue entry
     <prefix>:{<pool>}:alive     zset  waiter id -> ms after which a silent waiter is purged
     <prefix>:{<pool>}:sizes     zset  waiter id -> units asked
+    <prefix>:{<pool>}:parked    hash  parked waiter id -> member (requests no client blocks on)
+    <prefix>:{<pool>}:handoff   list  ids of parked requests granted or failed, for their adapter
     <prefix>:{<pool>}:wake:<id> list  grant or failure pushed to the waiter blocked on it
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ MAX_NAME_BYTES = 200
 
 #: Order matters: the Lua scripts read KEYS by position (see lua/lib.lua).
 KEY_SUFFIXES = ("pool", "members", "leases", "expiry", "ready", "active", "queue",
-                "waiters", "alive", "sizes")
+                "waiters", "alive", "sizes", "parked", "handoff")
 
 
 def check_name(value: object, what: str) -> str:

@@ -310,6 +310,55 @@ class Pool:
             lease.start_auto_renew(on_lost)
         return lease
 
+    # -- parked requests (for adapters such as the RQ one) -----------------------------------
+
+    def park(self, member: str, request_id: str, *, units: int = 1, ttl: float = DEFAULT_TTL) -> Optional[Lease]:
+        """Ask for units for work that waits without a client blocking on it (a parked job).
+
+        Returns the Lease (id ``request_id``) if granted at once. Otherwise the request
+        queues by the same rules as ``acquire``, is never purged, and when it is granted
+        (a lease with id ``request_id`` and ``ttl``) or fails (resize, removal), its id is
+        appended to the pool's hand-off list: see ``handoffs`` and ``lease``.
+        """
+        check_name(member, "member")
+        check_name(request_id, "request id")
+        check_units(units)
+        ms = ttl_ms(ttl)
+        reply = self._run("acquire", member, units, ms, request_id, "park", 0, "")
+        if reply[0] == "ok":
+            return self._granted(request_id, member, units, ms, reply[1], reply[2], False, None)
+        if reply[0] != "queued":
+            self._fail(reply)
+        return None
+
+    def handoffs(self, limit: int = 100) -> list[str]:
+        """Ids of parked requests granted or failed, oldest first (kept until ``ack_handoff``)."""
+        return [str(x) for x in _text(self.client.lrange(self.keys.key("handoff"), 0, limit - 1))]
+
+    def ack_handoff(self, request_id: str) -> None:
+        """Remove a parked request's id from the hand-off list once acted on."""
+        self.client.lrem(self.keys.key("handoff"), 0, request_id)
+
+    def cancel(self, request_id: str) -> bool:
+        """Take a queued (parked) request out of the queue; True if it was queued."""
+        reply = self._more(self._run("cancel", request_id))
+        return bool(reply[0] == "cancelled")
+
+    def lease(self, lease_id: str) -> Optional[Lease]:
+        """The live lease with this id, or None (a handle to renew or release it)."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hget(self.keys.key("leases"), lease_id)
+        pipe.zscore(self.keys.key("expiry"), lease_id)
+        pipe.time()
+        record, expires_ms, (sec, usec) = pipe.execute()
+        if record is None or expires_ms is None or expires_ms <= int(sec) * 1000 + int(usec) // 1000:
+            return None
+        try:
+            units, token, ttl, _granted, member = str(_text(record)).split(":", 4)
+            return Lease(self, lease_id, member, int(units), int(token), float(expires_ms) / 1000, int(ttl) / 1000)
+        except ValueError:
+            raise PoolStateError(f"pool {self.name!r}: malformed lease record {record!r}") from None
+
     # -- lease operations (used by Lease) ----------------------------------------------------
 
     def _renew(self, lease_id: str, ms: int) -> Optional[int]:
@@ -348,7 +397,7 @@ class Pool:
         reply = self._run("status")
         if reply[0] != "ok":
             self._fail(reply)
-        return build_status(self.name, _pairs(reply[2]), _pairs(reply[3]))
+        return build_status(self.name, _pairs(reply[2]), _pairs(reply[3]), _pairs(reply[4]))
 
     def leases(self) -> list[Lease]:
         """The live leases, oldest expiry first. They can be released or renewed (admin use)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -19,6 +20,7 @@ class MemberStatus:
     weighted max-min share of the capacity given every member's demand (held + waiting,
     capped by max_units). ``virtual_service`` is S, the ranking key (unit-seconds/weight,
     lower is served first). ``removed``: removed while leases were live; they run on.
+    ``parked``: how many of its queued requests are parked jobs (no client blocks on them).
     """
 
     weight: float
@@ -28,6 +30,7 @@ class MemberStatus:
     fair_share: float
     virtual_service: float = 0.0
     removed: bool = False
+    parked: int = 0
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,8 @@ def parse_member(name: str, record: str) -> tuple[float, int | None, int, int, f
         raise PoolStateError(f"member {name!r} has a malformed record {record!r}") from None
 
 
-def build_status(name: str, pool: Mapping[str, str], members: Mapping[str, str]) -> PoolStatus:
+def build_status(name: str, pool: Mapping[str, str], members: Mapping[str, str],
+                 parked: Mapping[str, str] | None = None) -> PoolStatus:
     try:
         capacity, held, waiting = int(pool["capacity"]), int(pool.get("held", 0)), int(pool.get("waiting", 0))
         default_weight, token = float(pool["default_weight"]), int(pool.get("token", 0))
@@ -90,8 +94,9 @@ def build_status(name: str, pool: Mapping[str, str], members: Mapping[str, str])
     weights = {m: p[0] for m, p in parsed.items()}
     demands = {m: min(p[2] + p[3], p[1]) if p[1] is not None else p[2] + p[3] for m, p in parsed.items()}
     shares = fair_shares(capacity, weights, demands)
+    parked_by = Counter((parked or {}).values())
     out = {m: MemberStatus(weight=p[0], max_units=p[1], held=p[2], waiting=p[3], fair_share=shares[m],
-                           virtual_service=p[4], removed=p[5])
+                           virtual_service=p[4], removed=p[5], parked=parked_by.get(m, 0))
            for m, p in sorted(parsed.items())}
     return PoolStatus(name=name, capacity=capacity, held=held, free=max(capacity - held, 0),
                       waiting=waiting, members=out, default_weight=default_weight, last_token=token)
