@@ -331,6 +331,19 @@ class Pool:
             self._fail(reply)
         return None
 
+    def _try_with_id(self, member: str, lease_id: str, *, units: int, ttl: float) -> Optional[Lease]:
+        """try_acquire with a lease id chosen by the caller (an adapter's request id)."""
+        check_name(member, "member")
+        check_name(lease_id, "lease id")
+        check_units(units)
+        ms = ttl_ms(ttl)
+        reply = self._run("acquire", member, units, ms, lease_id, "try", 0, "")
+        if reply[0] == "busy":
+            return None
+        if reply[0] != "ok":
+            self._fail(reply)
+        return self._granted(lease_id, member, units, ms, reply[1], reply[2], False, None)
+
     def handoffs(self, limit: int = 100) -> list[str]:
         """Ids of parked requests granted or failed, oldest first (kept until ``ack_handoff``)."""
         return [str(x) for x in _text(self.client.lrange(self.keys.key("handoff"), 0, limit - 1))]

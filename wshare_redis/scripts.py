@@ -28,6 +28,12 @@ def lua_dir() -> Path:
 
 
 @lru_cache(maxsize=None)
+def standalone(name: str) -> str:
+    """A script that runs on its own, without lib.lua (the RQ-side scripts)."""
+    return (lua_dir() / f"{name}.lua").read_text("utf-8")
+
+
+@lru_cache(maxsize=None)
 def source(operation: str) -> str:
     """The full source of one operation: the shared helpers, then the operation itself."""
     if operation not in OPERATIONS:

@@ -1,0 +1,217 @@
+"""Quota-gated RQ jobs: in-process SimpleWorker tests on fakeredis and a real server, and
+real `rq worker` processes on a real redis-server."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import fakeredis
+import pytest
+import redis
+from rq import Queue
+from rq.job import Job, JobStatus
+
+from history import max_concurrent
+from rq_jobs import record
+from wshare_redis import InvalidRequest, Pool
+from wshare_redis.rq import Quota, QuotaSimpleWorker, enqueue, reconcile
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(params=["fake", "real"])
+def conn(request):
+    if request.param == "fake":
+        c = fakeredis.FakeRedis()
+    else:
+        c = redis.Redis.from_url(request.getfixturevalue("url"))
+    yield c
+    c.close()
+
+
+def done(conn):
+    return [json.loads(x) for x in conn.lrange("test:done", 0, -1)]
+
+
+def burst(conn, queue):
+    QuotaSimpleWorker([queue], connection=conn).work(burst=True)
+
+
+def test_a_job_with_free_units_runs_and_releases(conn):
+    pool = Pool(conn, "gpu")
+    pool.configure(capacity=2)
+    q = Queue("default", connection=conn)
+    job = enqueue(q, record, "a", quota=Quota("gpu", member="team-a", units=2))
+    assert isinstance(job, Job) and job.meta["wshare"]["units"] == 2
+    burst(conn, q)
+    assert job.get_status(refresh=True) == JobStatus.FINISHED and [d["tag"] for d in done(conn)] == ["a"]
+    assert pool.status().held == 0
+
+
+def test_a_job_without_units_is_parked_then_runs_once_granted(conn):
+    pool = Pool(conn, "gpu")
+    pool.configure(capacity=1)
+    holder = pool.try_acquire("other")
+    q = Queue("default", connection=conn)
+    gated = enqueue(q, record, "gated", quota=Quota("gpu", member="team-a"))
+    free = q.enqueue(record, "no-quota")
+    burst(conn, q)  # parks the gated job and runs the other at once: the worker never waits
+    assert gated.get_status(refresh=True) == JobStatus.DEFERRED
+    assert [d["tag"] for d in done(conn)] == ["no-quota"] and free.get_status(refresh=True) == JobStatus.FINISHED
+    st = pool.status()
+    assert (st.waiting, st.members["team-a"].parked, len(q)) == (1, 1, 0)
+    holder.release()  # granted to the parked job; a worker's reconciler puts it back
+    counts = reconcile(conn, [q])
+    assert counts["handed_off"] + counts["unparked"] == 1 and counts["requeued_requests"] == 0
+    assert len(q) == 1 and gated.get_status(refresh=True) == JobStatus.QUEUED
+    assert pool.status().members["team-a"].held == 1  # it holds its lease while queued
+    burst(conn, q)
+    assert [d["tag"] for d in done(conn)] == ["no-quota", "gated"]
+    assert gated.get_status(refresh=True) == JobStatus.FINISHED
+    st = pool.status()
+    assert (st.held, st.waiting) == (0, 0)
+    assert reconcile(conn, [q]) == {"handed_off": 0, "requeued_requests": 0, "unparked": 0}
+
+
+def test_a_job_cancelled_while_parked_never_runs_and_leaks_nothing(conn):
+    pool = Pool(conn, "gpu")
+    pool.configure(capacity=1)
+    holder = pool.try_acquire("other")
+    q = Queue("default", connection=conn)
+    job = enqueue(q, record, "cancelled", quota=Quota("gpu", member="team-a"))
+    burst(conn, q)
+    job.cancel()
+    holder.release()
+    reconcile(conn, [q])
+    burst(conn, q)
+    assert done(conn) == [] and job.get_status(refresh=True) == JobStatus.CANCELED
+    st = pool.status()
+    assert (st.held, st.waiting) == (0, 0) and pool.leases() == []
+
+
+def test_a_crash_between_parking_and_queueing_is_repaired(conn):
+    pool = Pool(conn, "gpu")
+    pool.configure(capacity=1)
+    q = Queue("default", connection=conn)
+    job = enqueue(q, record, "orphan", quota=Quota("gpu", member="team-a"))
+    # what a worker killed right after parking the job in RQ leaves behind
+    conn.lpop(q.key)
+    conn.hset(job.key, mapping={"status": "deferred", "wshare_quota": Quota("gpu", member="team-a").to_json()})
+    conn.zadd(q.deferred_job_registry.key, {job.id: time.time()})
+    counts = reconcile(conn, [q])
+    assert counts["requeued_requests"] == 1 and len(q) == 1
+    burst(conn, q)
+    assert [d["tag"] for d in done(conn)] == ["orphan"] and pool.status().held == 0
+
+
+def test_a_quota_that_can_never_be_met_fails_the_job(conn):
+    Pool(conn, "gpu").configure(capacity=1)
+    q = Queue("default", connection=conn)
+    job = enqueue(q, record, "too-big", quota=Quota("gpu", member="team-a", units=5))
+    burst(conn, q)
+    assert job.get_status(refresh=True) == JobStatus.FAILED and done(conn) == []
+    assert job.id in q.failed_job_registry.get_job_ids()
+
+
+def test_bad_quotas_are_refused_at_enqueue():
+    with pytest.raises(InvalidRequest):
+        Quota("gpu{x}", member="a")
+    with pytest.raises(InvalidRequest):
+        Quota("gpu", member="a", units=0)
+    with pytest.raises(InvalidRequest):
+        enqueue(Queue("q", connection=fakeredis.FakeRedis()), record, "x", quota={"pool": "gpu"})
+
+
+# -- real rq worker processes ------------------------------------------------------------------
+
+def start_workers(url, n, queue="default", interval=2):
+    env = dict(os.environ, PYTHONPATH=f"{HERE}:{HERE.parent}")
+    return [subprocess.Popen([sys.executable, "-m", "rq.cli", "worker", "--url", url, "--worker-class",
+                              "wshare_redis.rq.QuotaWorker", "--job-monitoring-interval", str(interval), queue],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for _ in range(n)]
+
+
+def stop_workers(procs):
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    errors = []
+    for p in procs:
+        try:
+            _out, err = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _out, err = p.communicate()
+        errors.append(err)
+    return errors
+
+
+def wait_for(cond, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_weighted_quota_jobs_on_real_workers(url):
+    conn = redis.Redis.from_url(url)
+    pool = Pool(conn, "gpu")
+    pool.configure(capacity=3)
+    for member, w in (("m1", 1), ("m2", 2), ("m3", 3)):
+        pool.set_weight(member, w)
+    pool.set_weight("m3", 3, max_units=2)
+    q = Queue("default", connection=conn)
+    jobs = [enqueue(q, record, f"{m}-{i}", 0.15, quota=Quota("gpu", member=m))
+            for i in range(24) for m in ("m1", "m2", "m3")]
+    procs = start_workers(url, 6)
+    try:
+        wait_for(lambda: conn.llen("test:done") == len(jobs), 120, "all jobs to finish")
+    finally:
+        errs = stop_workers(procs)
+    records = done(conn)
+    assert sorted(r["id"] for r in records) == sorted(j.id for j in jobs)  # each exactly once
+    assert conn.llen("test:started") == len(jobs)
+    assert all(j.get_status(refresh=True) == JobStatus.FINISHED for j in jobs)
+    assert max_concurrent(records)["all"] <= 3, errs
+    assert max_concurrent(records, key=lambda r: r["member"])["m3"] <= 2
+    mean_end = {m: sum(r["t1"] for r in records if r["member"] == m) / 24 for m in ("m1", "m2", "m3")}
+    print("mean finish time by member:", mean_end)
+    assert mean_end["m3"] < mean_end["m2"] < mean_end["m1"]
+    st = pool.status()
+    assert (st.held, st.waiting) == (0, 0)
+
+
+@pytest.mark.slow
+def test_killed_work_horse_gives_its_units_back_and_parked_jobs_survive_restarts(url):
+    conn = redis.Redis.from_url(url)
+    pool = Pool(conn, "gpu")
+    pool.configure(capacity=1)
+    q = Queue("default", connection=conn)
+    victim = enqueue(q, record, "victim", 60, quota=Quota("gpu", member="a", ttl=30))
+    waiting = [enqueue(q, record, f"next-{i}", 0.1, quota=Quota("gpu", member="a")) for i in range(3)]
+    procs = start_workers(url, 2)
+    try:
+        wait_for(lambda: conn.llen("test:started") == 1 and pool.status().members["a"].parked == 3, 30,
+                 "the victim to start and the others to park")
+        stop_workers(procs)  # restart the workers while jobs are parked ...
+        horse = json.loads(conn.lindex("test:started", 0))["pid"]
+        try:
+            os.kill(horse, signal.SIGKILL)  # ... the warm shutdown waited on the horse: kill it
+        except ProcessLookupError:
+            pass
+        procs = start_workers(url, 2)
+        wait_for(lambda: conn.llen("test:done") == 3, 60, "the parked jobs to run after the restart")
+    finally:
+        stop_workers(procs)
+    assert sorted(d["tag"] for d in done(conn)) == ["next-0", "next-1", "next-2"]
+    assert victim.get_status(refresh=True) in (JobStatus.FAILED, JobStatus.STOPPED)
+    st = pool.status()
+    assert (st.held, st.waiting) == (0, 0)

@@ -1,0 +1,273 @@
+"""Quota-gated RQ jobs: weighted per-member concurrency for RQ, without blocking workers.
+
+    job = enqueue(queue, train_model, "resnet", quota=Quota("gpu", member="team-a", units=2))
+    # rq worker --worker-class wshare_redis.rq.QuotaWorker default
+
+A worker that picks a job with a quota takes its units before running it (in the worker
+parent, before the fork). If the units are not free, the job is *parked*: status
+"deferred", out of every RQ list, queued in the pool's fair queue; the worker moves on at
+once. When the pool grants the units, the job goes back to the front of its queue holding
+its lease (exactly once, guarded in Lua); the next worker that picks it adopts the lease.
+Leases are renewed by the worker parent while the job runs and released when the work-horse
+ends, however it ends (success, failure, timeout, stop, SIGKILL). A reconciler run by every
+worker (at start and every few seconds while idle) finishes hand-offs a crash interrupted.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+from rq import Queue, SimpleWorker, Worker
+from rq.job import Job, JobStatus
+
+from ._checks import check_seconds, check_units
+from .errors import InvalidRequest, LeaseLost, WshareError
+from .keys import DEFAULT_PREFIX, check_name, check_pool_name
+from .lease import Lease
+from .pool import Pool
+from .scripts import standalone
+
+log = logging.getLogger("wshare_redis.rq")
+
+META_KEY = "wshare"            # job.meta["wshare"]: the Quota, as a dict
+MARK_FIELD = "wshare_quota"    # plain field on rq:job:<id> while parked (readable from Lua)
+RECONCILE_EVERY = 5.0          # seconds between a worker's reconciler runs
+POOLS_KEY = "wshare:rq:pools"  # set of "<prefix>\0<pool>" that have parked RQ jobs (for reconcilers)
+
+
+@dataclass(frozen=True)
+class Quota:
+    """Units of a pool a job holds while it runs. ``ttl``: lease seconds without renewal
+    (the worker renews it every ``job_monitoring_interval``; keep it several times that)."""
+
+    pool: str
+    member: str
+    units: int = 1
+    ttl: float = 120.0
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        check_pool_name(self.pool)
+        check_name(self.member, "member")
+        check_units(self.units)
+        check_seconds(self.ttl, "ttl")
+        check_pool_name(self.prefix, "prefix")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Quota":
+        return cls(pool=d["pool"], member=d["member"], units=int(d.get("units", 1)),
+                   ttl=float(d.get("ttl", 120.0)), prefix=d.get("prefix", DEFAULT_PREFIX))
+
+
+def enqueue(queue: Queue, f: Any, *args: Any, quota: Quota, **kwargs: Any) -> Job:
+    """``queue.enqueue(f, *args, **kwargs)`` for a job that runs only under ``quota``."""
+    if not isinstance(quota, Quota):
+        raise InvalidRequest(f"quota must be a wshare_redis.rq.Quota, not {quota!r}")
+    meta = dict(kwargs.pop("meta", None) or {})
+    meta[META_KEY] = asdict(quota)
+    return queue.enqueue(f, *args, meta=meta, **kwargs)
+
+
+def quota_of(job: Job) -> Optional[Quota]:
+    spec = (job.meta or {}).get(META_KEY)
+    return Quota.from_dict(spec) if spec else None
+
+
+def request_id(job_id: str) -> str:
+    """The pool request and lease id of a job: one per job (a retried job asks anew after
+    its previous attempt released)."""
+    return f"rq:{job_id}"
+
+
+def _decode(x: Any) -> Any:
+    return x.decode() if isinstance(x, bytes) else x
+
+
+class _RQSide:
+    """The two RQ-side scripts, bound to one connection."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.park_script = connection.register_script(standalone("rq_park"))
+        self.unpark_script = connection.register_script(standalone("rq_unpark"))
+
+    def park(self, job: Job, queue: Queue, quota: Quota) -> bool:
+        keys = [job.key, f"{queue.key}:intermediate", queue.deferred_job_registry.key]
+        return bool(self.park_script(keys=keys, args=[job.id, quota.to_json()]))
+
+    def unpark(self, job_id: str) -> bool:
+        job_key = Job.key_for(job_id)
+        origin = _decode(self.connection.hget(job_key, "origin"))
+        if origin is None:
+            return False  # deleted
+        queue = Queue(origin, connection=self.connection)
+        keys = [job_key, queue.key, queue.deferred_job_registry.key, Queue.redis_queues_keys]
+        return bool(self.unpark_script(keys=keys, args=[job_id]))
+
+
+def hand_off(connection: Any, pool: Pool, rq_side: Optional[_RQSide] = None, limit: int = 100) -> int:
+    """Put parked jobs whose units were granted back on their queues (exactly once); give
+    back the units of jobs cancelled or deleted while parked. Returns jobs put back."""
+    rq_side = rq_side or _RQSide(connection)
+    moved = 0
+    for rid in pool.handoffs(limit):
+        job_id = rid[3:] if rid.startswith("rq:") else rid
+        lease = pool.lease(rid)
+        if rq_side.unpark(job_id):
+            moved += 1
+            if lease is None:  # the request failed (resize, removal): the worker fails the job
+                log.info("wshare: parked job %s could not get its units; requeued to fail", job_id)
+        elif lease is not None:
+            status = _decode(connection.hget(Job.key_for(job_id), "status"))
+            if status not in ("queued", "started"):  # else: put back already, by a reconciler
+                lease.release()  # cancelled or deleted while parked: the units go back
+        pool.ack_handoff(rid)
+    return moved
+
+
+def reconcile(connection: Any, queues: list[Queue], limit: int = 200) -> dict[str, int]:
+    """Repair what a crash may have interrupted, in bounded batches:
+    parked jobs that were granted but not put back, parked jobs missing from the pool's queue
+    (crash between parking and queueing), expired leases. Safe to run anywhere, any time."""
+    rq_side = _RQSide(connection)
+    pools: dict[tuple[str, str], Pool] = {}
+    for raw in connection.smembers(POOLS_KEY):
+        prefix, _, name = _decode(raw).partition("\0")
+        try:
+            pools[(prefix, name)] = Pool(connection, name, prefix=prefix)
+        except WshareError:
+            connection.srem(POOLS_KEY, raw)
+    counts = {"handed_off": 0, "requeued_requests": 0, "unparked": 0}
+    for queue in queues:
+        registry_key = queue.deferred_job_registry.key
+        for raw in connection.zrange(registry_key, 0, limit - 1):
+            job_id = _decode(raw)
+            mark = _decode(connection.hget(Job.key_for(job_id), MARK_FIELD))
+            if not mark:
+                continue  # deferred for other reasons (dependencies)
+            try:
+                quota = Quota.from_dict(json.loads(mark))
+            except (ValueError, KeyError, WshareError):
+                continue
+            pool = pools.setdefault((quota.prefix, quota.pool), Pool(connection, quota.pool, prefix=quota.prefix))
+            rid = request_id(job_id)
+            if pool.lease(rid) is not None:
+                if rq_side.unpark(job_id):
+                    counts["unparked"] += 1
+                continue
+            if connection.hexists(pool.keys.key("waiters"), rid):
+                continue
+            try:  # parked in RQ but not queued in the pool: queue it (or grant it) now
+                granted = pool.park(quota.member, rid, units=quota.units, ttl=quota.ttl)
+            except WshareError as e:
+                log.warning("wshare: cannot re-queue parked job %s: %s", job_id, e)
+                rq_side.unpark(job_id)  # let a worker fail it with the reason
+                continue
+            counts["requeued_requests"] += 1
+            if granted is not None and not rq_side.unpark(job_id):
+                granted.release()
+    for pool in pools.values():
+        try:
+            pool._drain()  # expired leases reclaimed, units handed on
+        except WshareError:  # the pool was deleted
+            continue
+        counts["handed_off"] += hand_off(connection, pool, rq_side)
+    return counts
+
+
+class QuotaMixin:
+    """What QuotaWorker and QuotaSimpleWorker add to RQ's workers (RQ 2.x and 3.x)."""
+
+    connection: Any
+    _wshare_lease: Optional[Lease] = None
+    _wshare_next_reconcile: float = 0.0
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # Wake up while idle to run the reconciler (RQ's default is worker_ttl - 15 s).
+        return int(min(super().dequeue_timeout, RECONCILE_EVERY))  # type: ignore[misc]
+
+    def heartbeat(self, timeout: Optional[int] = None, pipeline: Any = None) -> None:
+        super().heartbeat(timeout, pipeline)  # type: ignore[misc]
+        if pipeline is None and time.monotonic() >= self._wshare_next_reconcile:
+            self._wshare_next_reconcile = time.monotonic() + RECONCILE_EVERY
+            try:
+                reconcile(self.connection, list(self.queues))  # type: ignore[attr-defined]
+            except Exception:
+                log.exception("wshare: reconciler failed (will retry)")
+
+    def execute_job(self, job: Job, queue: Queue) -> Any:
+        quota = quota_of(job)
+        if quota is None:
+            return super().execute_job(job, queue)  # type: ignore[misc]
+        pool = Pool(self.connection, quota.pool, prefix=quota.prefix)
+        rid = request_id(job.id)
+        try:
+            lease = pool.lease(rid)  # granted while parked: adopt it
+            if lease is None:
+                lease = pool._try_with_id(quota.member, rid, units=quota.units, ttl=quota.ttl)
+        except WshareError as e:
+            return self._wshare_fail(job, queue, f"wshare quota {quota}: {e}")
+        if lease is None:
+            rq_side = _RQSide(self.connection)
+            self.connection.sadd(POOLS_KEY, f"{quota.prefix}\0{quota.pool}")
+            # Park in RQ first, then queue in the pool: a grant can then always find the job.
+            if not rq_side.park(job, queue, quota):
+                return None  # cancelled or deleted meanwhile
+            try:
+                granted = pool.park(quota.member, rid, units=quota.units, ttl=quota.ttl)
+            except WshareError as e:
+                rq_side.unpark(job.id)
+                return self._wshare_fail(job, queue, f"wshare quota {quota}: {e}")
+            if granted is not None:  # units freed meanwhile: back to the front of the queue
+                if not rq_side.unpark(job.id):
+                    granted.release()
+            log.info("wshare: job %s parked in pool %r for member %r", job.id, quota.pool, quota.member)
+            return None
+        self._wshare_lease = lease
+        if isinstance(self, SimpleWorker) or not isinstance(self, Worker):
+            lease.start_auto_renew()  # no monitoring parent to renew it
+        try:
+            return super().execute_job(job, queue)  # type: ignore[misc]
+        finally:
+            self._wshare_lease = None
+            lease.release()
+            hand_off(self.connection, pool)
+
+    def maintain_heartbeats(self, job: Job, *args: Any) -> None:
+        super().maintain_heartbeats(job, *args)  # type: ignore[misc]
+        lease = self._wshare_lease
+        if lease is not None and not lease.lost:
+            try:
+                lease.renew()
+            except LeaseLost:
+                lease.lost = True
+                log.warning("wshare: lease of job %s was lost while it ran (revoked or expired)", job.id)
+            except Exception as e:  # Redis briefly unreachable: the next heartbeat retries
+                log.warning("wshare: could not renew the lease of job %s: %s", job.id, e)
+
+    def _wshare_fail(self, job: Job, queue: Queue, message: str) -> None:
+        log.error("wshare: job %s cannot run: %s", job.id, message)
+        with self.connection.pipeline() as pipe:
+            pipe.lrem(f"{queue.key}:intermediate", 0, job.id)
+            pipe.execute()
+        job.set_status(JobStatus.FAILED)
+        queue.failed_job_registry.add(job, exc_string=message)
+        return None
+
+
+class QuotaWorker(QuotaMixin, Worker):
+    """``rq worker --worker-class wshare_redis.rq.QuotaWorker``: RQ's forking worker, quota-gated."""
+
+
+class QuotaSimpleWorker(QuotaMixin, SimpleWorker):
+    """RQ's SimpleWorker (no fork; tests, Windows), quota-gated."""
+
+
+__all__ = ["Quota", "QuotaWorker", "QuotaSimpleWorker", "enqueue", "reconcile", "hand_off", "quota_of"]
