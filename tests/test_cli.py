@@ -77,7 +77,7 @@ def test_status_table_and_json(cli, url, name):
     table = cli("status", name).output
     assert "capacity 10, held 10, free 0" in table
     row = next(x for x in lines(table) if x.startswith("team-b"))
-    assert row.split()[1:6] == ["3", "-", "5.00", "5", "0"]
+    assert row.split()[1:7] == ["3", "-", "5.00", "5", "0", "0"]
     assert all(len(x) <= 80 for x in table.splitlines())
     data = json.loads(cli("status", name, "--json").output)
     assert data["capacity"] == 10 and data["members"]["team-a"]["held"] == 5
@@ -315,6 +315,11 @@ def test_docker_compose_services_run_commands_that_exist():
                     assert step[2] in main.commands[step[1]].commands, step
                 res = CliRunner().invoke(main, [*step[1:], "--help"])
                 assert res.exit_code == 0, (step, res.output)
+            elif step[0] == "rq":
+                assert step[1] == "worker" and "wshare_redis.rq.QuotaWorker" in step
+                import importlib
+                module, _, cls = step[step.index("--worker-class") + 1].rpartition(".")
+                assert hasattr(importlib.import_module(module), cls)
             else:
                 assert step[:2] == ["python", "workers/quota_worker.py"], step
                 assert (ROOT / step[1]).is_file()

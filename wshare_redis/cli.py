@@ -240,7 +240,7 @@ def member_remove(s: Settings, pool_name: str, member_name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def status(s: Settings, pool_name: str, as_json: bool) -> None:
-    """Members of POOL with weight, cap, fair share, held and waiting units.
+    """Members of POOL with weight, cap, fair share, held and waiting units, parked RQ jobs.
 
     \b
     Example: wshare status gpu --json

@@ -16,14 +16,15 @@ def status_table(st: PoolStatus) -> str:
     """The status of a pool as an aligned table that fits 80 columns."""
     lines = [f"pool {st.name}: capacity {st.capacity}, held {st.held}, free {st.free}, "
              f"waiting {st.waiting} (units)",
-             f"{'member':<20} {'weight':>8} {'max':>6} {'fair share':>10} {'held':>6} {'waiting':>8}"]
+             f"{'member':<20} {'weight':>8} {'max':>6} {'fair share':>10} {'held':>6} {'waiting':>8} {'parked':>7}"]
     for name, m in st.members.items():
         cap = "-" if m.max_units is None else str(m.max_units)
         mark = " (removed)" if m.removed else ""
         lines.append(f"{_clip(name, 20):<20} {m.weight:>8g} {cap:>6} {m.fair_share:>10.2f} "
-                     f"{m.held:>6} {m.waiting:>8}{mark}")
+                     f"{m.held:>6} {m.waiting:>8} {m.parked:>7}{mark}")
     lines.append(f"{'total':<20} {sum(m.weight for m in st.members.values()):>8g} {'':>6} "
-                 f"{sum(m.fair_share for m in st.members.values()):>10.2f} {st.held:>6} {st.waiting:>8}")
+                 f"{sum(m.fair_share for m in st.members.values()):>10.2f} {st.held:>6} {st.waiting:>8} "
+                 f"{sum(m.parked for m in st.members.values()):>7}")
     return "\n".join(lines)
 
 
