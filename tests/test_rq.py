@@ -118,6 +118,27 @@ def test_a_quota_that_can_never_be_met_fails_the_job(conn):
     assert job.id in q.failed_job_registry.get_job_ids()
 
 
+def test_a_granted_job_no_worker_starts_within_the_ttl_is_parked_again(conn):
+    pool = Pool(conn, "gpu")
+    pool.configure(capacity=1)
+    holder = pool.try_acquire("other")
+    q = Queue("default", connection=conn)
+    job = enqueue(q, record, "late", quota=Quota("gpu", member="team-a", ttl=0.3))
+    burst(conn, q)  # parked
+    holder.release()
+    reconcile(conn, [q])  # granted and put back on the queue, holding a 0.3 s lease ...
+    assert len(q) == 1 and pool.status().members["team-a"].held == 1
+    time.sleep(0.5)  # ... that runs out before any worker starts it
+    holder = pool.try_acquire("other")
+    assert holder is not None
+    burst(conn, q)
+    assert done(conn) == [] and job.get_status(refresh=True) == JobStatus.DEFERRED  # not run without quota
+    holder.release()
+    reconcile(conn, [q])
+    burst(conn, q)
+    assert [d["tag"] for d in done(conn)] == ["late"]
+
+
 def test_bad_quotas_are_refused_at_enqueue():
     with pytest.raises(InvalidRequest):
         Quota("gpu{x}", member="a")
@@ -236,3 +257,63 @@ def test_parked_jobs_run_after_the_workers_restart(url):
     assert all(j.get_status(refresh=True) == JobStatus.FINISHED for j in jobs)
     st = pool.status()
     assert (st.held, st.waiting) == (0, 0)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_s_units_come_back_within_the_lease_ttl(url):
+    conn = redis.Redis.from_url(url)
+    pool = Pool(conn, "gpu")
+    pool.configure(capacity=1)
+    q = Queue("default", connection=conn)
+    enqueue(q, record, "victim", 60, quota=Quota("gpu", member="a", ttl=3))
+    nxt = enqueue(q, record, "next", 0.1, quota=Quota("gpu", member="a"))
+    procs = start_workers(url, 2, interval=1)
+    try:
+        wait_for(lambda: conn.llen("test:started") == 1 and pool.status().members["a"].parked == 1, 30,
+                 "the victim to start and the next job to park")
+        started = json.loads(conn.lindex("test:started", 0))
+        victim_worker = next(p for p in procs if p.pid == _parent(started["pid"]))
+        killed = time.time()  # SIGKILL the worker running the victim, then its horse
+        victim_worker.kill()
+        os.kill(started["pid"], signal.SIGKILL)
+        wait_for(lambda: conn.llen("test:done") == 1, 30, "the next job to run")
+        waited = json.loads(conn.lindex("test:started", 1))["t0"] - killed
+        print(f"the next job started {waited:.1f}s after its worker was killed (lease ttl 3 s)")
+        assert waited <= 3 + 5 + 2  # ttl, plus the reconcilers' period, plus margin
+    finally:
+        stop_workers(procs)
+    assert nxt.get_status(refresh=True) == JobStatus.FINISHED
+    st = pool.status()
+    assert (st.held, st.waiting) == (0, 0)
+
+
+def _parent(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.slow
+def test_parked_jobs_survive_a_redis_restart_with_aof():
+    from wshare_redis.embedded import RedisServer
+    with RedisServer(args=("--appendonly", "yes", "--appendfsync", "always")) as server:
+        conn = redis.Redis.from_url(server.url)
+        pool = Pool(conn, "gpu")
+        pool.configure(capacity=1)
+        holder = pool.try_acquire("other", ttl=300)
+        q = Queue("default", connection=conn)
+        jobs = [enqueue(q, record, f"job-{i}", quota=Quota("gpu", member="a")) for i in range(2)]
+        QuotaSimpleWorker([q], connection=conn).work(burst=True)
+        assert pool.status().members["a"].parked == 2
+        conn.close()
+        server.restart()
+        conn = redis.Redis.from_url(server.url)
+        pool = Pool(conn, "gpu")
+        assert pool.status().members["a"].parked == 2
+        pool.revoke(holder.id)
+        q = Queue("default", connection=conn)
+        for _ in range(3):
+            reconcile(conn, [q])
+            QuotaSimpleWorker([q], connection=conn).work(burst=True)
+        assert sorted(d["tag"] for d in done(conn)) == ["job-0", "job-1"]
+        assert all(Job.fetch(j.id, connection=conn).get_status() == JobStatus.FINISHED for j in jobs)
+        conn.close()

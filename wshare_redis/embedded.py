@@ -38,7 +38,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> "RedisServer":
-        log = open(os.path.join(self.dir, "redis.log"), "wb")
+        log = open(os.path.join(self.dir, "redis.log"), "ab")
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir, *self.args],
@@ -58,6 +58,14 @@ class RedisServer:
             time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"redis-server did not answer on port {self.port}: {self.log_tail()}")
+
+    def restart(self, timeout: float = 10.0) -> "RedisServer":
+        """Stop the server (SHUTDOWN: it writes its AOF/RDB) and start it again on the same
+        port and directory, as after a Redis restart."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: redis-server shuts down cleanly, persisting
+            self.proc.wait(timeout)
+        return self.start(timeout)
 
     def log_tail(self) -> str:
         try:
