@@ -203,8 +203,12 @@ def test_weighted_quota_jobs_on_real_workers(url):
     assert all(j.get_status(refresh=True) == JobStatus.FINISHED for j in jobs)
     assert max_concurrent(records)["all"] <= 3, errs
     assert max_concurrent(records, key=lambda r: r["member"])["m3"] <= 2
-    mean_end = {m: sum(r["t1"] for r in records if r["member"] == m) / 24 for m in ("m1", "m2", "m3")}
-    print("mean finish time by member:", mean_end)
+    start = min(r["t0"] for r in records)
+    mean_end = {m: sum(r["t1"] - start for r in records if r["member"] == m) / 24 for m in ("m1", "m2", "m3")}
+    peaks = max_concurrent(records, key=lambda r: r["member"])
+    print(f"{len(records)} jobs on 6 workers: max units at once {max_concurrent(records)['all']} (capacity 3), "
+          f"per member {peaks}; mean finish after start (s): "
+          + ", ".join(f"{m} {t:.2f}" for m, t in mean_end.items()))
     assert mean_end["m3"] < mean_end["m2"] < mean_end["m1"]
     st = pool.status()
     assert (st.held, st.waiting) == (0, 0)
