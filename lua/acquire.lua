@@ -5,6 +5,8 @@
 --         blocks: never purged, its grant or failure is listed in handoff)
 -- ARGV[6] ms the waiter counts as alive without a heartbeat ("wait" only)
 -- ARGV[7] capacity to create a missing pool with ("" = the pool must exist; Lock uses "1")
+-- ARGV[8] "1" if the caller may repeat this id (adapters): a live lease with the id is returned,
+--         a queued request with the id stays as it is (idempotent); "" for fresh random ids
 -- returns: {"ok", token, expires ms} | {"busy"} | {"queued", ms until the next lease expiry or -1}
 --          | {"nopool"} | {"invalid", message}
 return run(function()
@@ -20,6 +22,21 @@ return run(function()
   if r and r.kind ~= 'removed' and r.max and units > r.max then return {'invalid', too_big_cap(units, m, r.max)} end
 
   housekeeping(now)
+  if ARGV[8] == '1' then
+    local exp = redis.call('ZSCORE', K_EXPIRY, id)
+    if exp and tonumber(exp) > now then
+      local _, token = parse_lease(redis.call('HGET', K_LEASES, id))
+      save_pool()
+      return {'ok', I(token), I(tonumber(exp))}
+    elseif exp then
+      end_lease(id, now, tonumber(exp))
+    end
+    if redis.call('HEXISTS', K_WAITERS, id) == 1 then
+      save_pool()
+      if mode == 'try' then return {'busy'} end
+      return {'queued', I(next_expiry(now))}
+    end
+  end
   if SAVES > 0 then r = rec_load(m) end  -- housekeeping may have changed the member
   if not r then
     r = rec_new(m, now)

@@ -19,7 +19,7 @@ from rq.job import Job, JobStatus
 from history import max_concurrent
 from rq_jobs import record
 from wshare_redis import InvalidRequest, Pool
-from wshare_redis.rq import Quota, QuotaSimpleWorker, enqueue, reconcile
+from wshare_redis.rq import Quota, QuotaSimpleWorker, _marker, enqueue, new_request_id, reconcile
 
 HERE = Path(__file__).resolve().parent
 
@@ -101,7 +101,8 @@ def test_a_crash_between_parking_and_queueing_is_repaired(conn):
     job = enqueue(q, record, "orphan", quota=Quota("gpu", member="team-a"))
     # what a worker killed right after parking the job in RQ leaves behind
     conn.lpop(q.key)
-    conn.hset(job.key, mapping={"status": "deferred", "wshare_quota": Quota("gpu", member="team-a").to_json()})
+    marker = _marker(Quota("gpu", member="team-a"), new_request_id(job.id))
+    conn.hset(job.key, mapping={"status": "deferred", "wshare_quota": marker})
     conn.zadd(q.deferred_job_registry.key, {job.id: time.time()})
     counts = reconcile(conn, [q])
     assert counts["requeued_requests"] == 1 and len(q) == 1
@@ -321,3 +322,72 @@ def test_parked_jobs_survive_a_redis_restart_with_aof():
         assert sorted(d["tag"] for d in done(conn)) == ["job-0", "job-1"]
         assert all(Job.fetch(j.id, connection=conn).get_status() == JobStatus.FINISHED for j in jobs)
         conn.close()
+
+
+def test_a_request_id_parked_twice_is_queued_once_and_a_granted_one_returns_its_lease(conn):
+    pool = Pool(conn, "gpu")
+    pool.configure(capacity=2)
+    holder = pool.try_acquire("x", units=2)
+    assert pool.park("a", "rq:j:1") is None and pool.park("a", "rq:j:1") is None
+    assert pool.status().waiting == 1
+    holder.release()
+    first = pool.lease("rq:j:1")
+    again = pool.park("a", "rq:j:1")
+    assert first is not None and again is not None and again.token == first.token
+    st = pool.status()
+    assert (st.held, st.waiting) == (1, 0)
+
+
+def test_only_the_worker_running_a_granted_job_adopts_its_lease(conn):
+    from wshare_redis.rq import _RQSide
+    pool = Pool(conn, "gpu")
+    pool.configure(capacity=1)
+    holder = pool.try_acquire("x")
+    q = Queue("default", connection=conn)
+    job = enqueue(q, record, "j", quota=Quota("gpu", member="a"))
+    burst(conn, q)  # parked under a fresh request id
+    holder.release()
+    reconcile(conn, [q])
+    side = _RQSide(conn)
+    rid = side.claim(job)  # the worker about to run it claims the granted lease ...
+    assert rid.startswith(f"rq:{job.id}:") and pool.lease(rid) is not None
+    assert side.claim(job) == ""  # ... a retried attempt could not adopt it too
+    assert side.unpark(job.id, rid) == 2  # a late duplicate hand-off keeps the lease
+    side.unclaim(job, rid)
+    assert side.unpark(job.id, rid) == 0
+
+
+def test_a_job_whose_park_fails_is_failed_and_not_requeued(conn, monkeypatch):
+    from wshare_redis import PoolNotFound
+    pool = Pool(conn, "gpu")
+    pool.configure(capacity=1)
+    pool.try_acquire("x")
+    q = Queue("default", connection=conn)
+    job = enqueue(q, record, "j", quota=Quota("gpu", member="a"))
+
+    def gone(self, *a, **kw):
+        raise PoolNotFound("gpu")
+
+    monkeypatch.setattr(Pool, "park", gone)
+    burst(conn, q)
+    assert job.get_status(refresh=True) == JobStatus.FAILED and len(q) == 0
+    assert job.id not in q.deferred_job_registry.get_job_ids() and done(conn) == []
+
+
+def test_the_reconciler_reaches_orphans_behind_many_deferred_jobs(conn):
+    pool = Pool(conn, "gpu")
+    pool.configure(capacity=1)
+    q = Queue("default", connection=conn)
+    blocker = q.enqueue(record, "never-run")
+    for i in range(30):
+        q.enqueue(record, f"dep-{i}", depends_on=blocker)
+    conn.lrem(q.key, 0, blocker.id)
+    job = enqueue(q, record, "orphan", quota=Quota("gpu", member="a"))
+    conn.lrem(q.key, 0, job.id)
+    conn.hset(job.key, mapping={"status": "deferred",
+                                "wshare_quota": _marker(Quota("gpu", member="a"), new_request_id(job.id))})
+    conn.zadd(q.deferred_job_registry.key, {job.id: time.time() + 1000})  # behind all the others
+    total = 0
+    for _ in range(4):
+        total += reconcile(conn, [q], limit=10)["requeued_requests"]
+    assert total == 1 and len(q) == 1

@@ -166,7 +166,7 @@ class Pool:
         check_units(units)
         ms = ttl_ms(ttl)
         lease_id = new_id()
-        reply = self._run("acquire", member, units, ms, lease_id, "try", 0, "")
+        reply = self._run("acquire", member, units, ms, lease_id, "try", 0, "", "")
         if reply[0] == "busy":
             return None
         if reply[0] != "ok":
@@ -200,7 +200,7 @@ class Pool:
         while True:  # more than once only if the waiter was purged while stalled
             waiter = new_id()
             try:
-                reply = self._run("acquire", member, units, ms, waiter, mode, self._alive_ms(deadline), create)
+                reply = self._run("acquire", member, units, ms, waiter, mode, self._alive_ms(deadline), create, "")
             except BaseException:
                 if mode == "wait":  # the request may have been queued or granted before the interrupt
                     self._give_up(waiter)
@@ -324,7 +324,7 @@ class Pool:
         check_name(request_id, "request id")
         check_units(units)
         ms = ttl_ms(ttl)
-        reply = self._run("acquire", member, units, ms, request_id, "park", 0, "")
+        reply = self._run("acquire", member, units, ms, request_id, "park", 0, "", "1")
         if reply[0] == "ok":
             return self._granted(request_id, member, units, ms, reply[1], reply[2], False, None)
         if reply[0] != "queued":
@@ -337,7 +337,7 @@ class Pool:
         check_name(lease_id, "lease id")
         check_units(units)
         ms = ttl_ms(ttl)
-        reply = self._run("acquire", member, units, ms, lease_id, "try", 0, "")
+        reply = self._run("acquire", member, units, ms, lease_id, "try", 0, "", "1")
         if reply[0] == "busy":
             return None
         if reply[0] != "ok":

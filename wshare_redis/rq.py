@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
@@ -79,36 +80,67 @@ def quota_of(job: Job) -> Optional[Quota]:
     return Quota.from_dict(spec) if spec else None
 
 
-def request_id(job_id: str) -> str:
-    """The pool request and lease id of a job: one per job (a retried job asks anew after
-    its previous attempt released)."""
-    return f"rq:{job_id}"
+def new_request_id(job_id: str) -> str:
+    """A pool request (and lease) id for one attempt of a job: ``rq:<job id>:<nonce>``. Per
+    attempt, so a retried job can never pick up the lease of an attempt still ending."""
+    return f"rq:{job_id}:{secrets.token_hex(4)}"
+
+
+def job_id_of(rid: str) -> str:
+    return rid[3:].rsplit(":", 1)[0] if rid.startswith("rq:") else rid
 
 
 def _decode(x: Any) -> Any:
     return x.decode() if isinstance(x, bytes) else x
 
 
+def _marker(quota: Quota, rid: str) -> str:
+    return json.dumps(dict(asdict(quota), rid=rid), sort_keys=True)
+
+
 class _RQSide:
-    """The two RQ-side scripts, bound to one connection."""
+    """The RQ-side scripts (RQ keys only), bound to one connection."""
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
         self.park_script = connection.register_script(standalone("rq_park"))
         self.unpark_script = connection.register_script(standalone("rq_unpark"))
+        self.claim_script = connection.register_script(standalone("rq_claim"))
 
-    def park(self, job: Job, queue: Queue, quota: Quota) -> bool:
+    def park(self, job: Job, queue: Queue, quota: Quota, rid: str) -> bool:
         keys = [job.key, f"{queue.key}:intermediate", queue.deferred_job_registry.key]
-        return bool(self.park_script(keys=keys, args=[job.id, quota.to_json()]))
+        return bool(self.park_script(keys=keys, args=[job.id, _marker(quota, rid)]))
 
-    def unpark(self, job_id: str) -> bool:
+    def unpark(self, job_id: str, rid: str) -> int:
+        """1: put back on its queue now; 2: already put back for this request; 0: not ours."""
         job_key = Job.key_for(job_id)
         origin = _decode(self.connection.hget(job_key, "origin"))
         if origin is None:
-            return False  # deleted
+            return 0  # deleted
         queue = Queue(origin, connection=self.connection)
         keys = [job_key, queue.key, queue.deferred_job_registry.key, Queue.redis_queues_keys]
-        return bool(self.unpark_script(keys=keys, args=[job_id]))
+        return int(self.unpark_script(keys=keys, args=[job_id, rid]))
+
+    def unpark_or_release(self, job_id: str, rid: str, lease: Optional[Lease]) -> bool:
+        """Put a granted job back; if it is not ours any more (cancelled, deleted, another
+        attempt), give its units back. True if the job was put back now."""
+        outcome = self.unpark(job_id, rid)
+        if outcome == 0 and lease is not None:
+            lease.release()
+        return outcome == 1
+
+    def abandon(self, job: Job, queue: Queue) -> None:
+        """Take a parked job out of the deferred registry (before failing it)."""
+        pipe = self.connection.pipeline()
+        pipe.zrem(queue.deferred_job_registry.key, job.id)
+        pipe.hdel(job.key, MARK_FIELD)
+        pipe.execute()
+
+    def claim(self, job: Job) -> str:
+        return str(_decode(self.claim_script(keys=[job.key], args=["claim", ""])))
+
+    def unclaim(self, job: Job, rid: str) -> None:
+        self.claim_script(keys=[job.key], args=["release", rid])
 
 
 def hand_off(connection: Any, pool: Pool, rq_side: Optional[_RQSide] = None, limit: int = 100) -> int:
@@ -117,24 +149,31 @@ def hand_off(connection: Any, pool: Pool, rq_side: Optional[_RQSide] = None, lim
     rq_side = rq_side or _RQSide(connection)
     moved = 0
     for rid in pool.handoffs(limit):
-        job_id = rid[3:] if rid.startswith("rq:") else rid
         lease = pool.lease(rid)
-        if rq_side.unpark(job_id):
+        if rq_side.unpark_or_release(job_id_of(rid), rid, lease):
             moved += 1
-            if lease is None:  # the request failed (resize, removal): the worker fails the job
-                log.info("wshare: parked job %s could not get its units; requeued to fail", job_id)
-        elif lease is not None:
-            status = _decode(connection.hget(Job.key_for(job_id), "status"))
-            if status not in ("queued", "started"):  # else: put back already, by a reconciler
-                lease.release()  # cancelled or deleted while parked: the units go back
+            if lease is None:  # the request failed (resize, removal): a worker fails the job
+                log.info("wshare: parked job %s could not get its units; requeued to fail", job_id_of(rid))
         pool.ack_handoff(rid)
     return moved
 
 
+def _scan_window(connection: Any, key: str, limit: int) -> list[Any]:
+    """The next ``limit`` ids of a registry, in rounds: every call looks further along."""
+    cursor_key = f"wshare:rq:scan:{key}"
+    start = int(connection.incrby(cursor_key, limit)) - limit
+    ids = connection.zrange(key, start, start + limit - 1)
+    if len(ids) < limit:
+        connection.set(cursor_key, 0)
+        if start:
+            ids += connection.zrange(key, 0, limit - len(ids) - 1)
+    return list(ids)
+
+
 def reconcile(connection: Any, queues: list[Queue], limit: int = 200) -> dict[str, int]:
-    """Repair what a crash may have interrupted, in bounded batches:
-    parked jobs that were granted but not put back, parked jobs missing from the pool's queue
-    (crash between parking and queueing), expired leases. Safe to run anywhere, any time."""
+    """Repair what a crash may have interrupted, in bounded batches: hand-offs not acted on,
+    parked jobs granted but not put back, parked jobs missing from the pool's queue (crash
+    between parking and queueing), expired leases. Safe to run anywhere, concurrently."""
     rq_side = _RQSide(connection)
     pools: dict[tuple[str, str], Pool] = {}
     for raw in connection.smembers(POOLS_KEY):
@@ -144,40 +183,36 @@ def reconcile(connection: Any, queues: list[Queue], limit: int = 200) -> dict[st
         except WshareError:
             connection.srem(POOLS_KEY, raw)
     counts = {"handed_off": 0, "requeued_requests": 0, "unparked": 0}
+    for pool in pools.values():
+        try:
+            pool._drain()  # expired leases reclaimed, units handed on
+        except WshareError:
+            continue
+        counts["handed_off"] += hand_off(connection, pool, rq_side)
     for queue in queues:
-        registry_key = queue.deferred_job_registry.key
-        for raw in connection.zrange(registry_key, 0, limit - 1):
+        for raw in _scan_window(connection, queue.deferred_job_registry.key, limit):
             job_id = _decode(raw)
             mark = _decode(connection.hget(Job.key_for(job_id), MARK_FIELD))
             if not mark:
                 continue  # deferred for other reasons (dependencies)
             try:
-                quota = Quota.from_dict(json.loads(mark))
-            except (ValueError, KeyError, WshareError):
+                spec = json.loads(mark)
+                quota, rid = Quota.from_dict(spec), str(spec["rid"])
+            except (ValueError, KeyError, TypeError, WshareError):
                 continue
             pool = pools.setdefault((quota.prefix, quota.pool), Pool(connection, quota.pool, prefix=quota.prefix))
-            rid = request_id(job_id)
-            if pool.lease(rid) is not None:
-                if rq_side.unpark(job_id):
+            lease = pool.lease(rid)
+            if lease is not None:  # granted, not put back (its hand-off was lost)
+                if rq_side.unpark_or_release(job_id, rid, lease):
                     counts["unparked"] += 1
                 continue
-            if connection.hexists(pool.keys.key("waiters"), rid):
-                continue
-            try:  # parked in RQ but not queued in the pool: queue it (or grant it) now
+            try:  # idempotent: a request still queued stays as it is
                 granted = pool.park(quota.member, rid, units=quota.units, ttl=quota.ttl)
             except WshareError as e:
-                log.warning("wshare: cannot re-queue parked job %s: %s", job_id, e)
-                rq_side.unpark(job_id)  # let a worker fail it with the reason
+                log.warning("wshare: parked job %s cannot get its units: %s", job_id, e)
                 continue
-            counts["requeued_requests"] += 1
-            if granted is not None and not rq_side.unpark(job_id):
-                granted.release()
-    for pool in pools.values():
-        try:
-            pool._drain()  # expired leases reclaimed, units handed on
-        except WshareError:  # the pool was deleted
-            continue
-        counts["handed_off"] += hand_off(connection, pool, rq_side)
+            if granted is not None and rq_side.unpark_or_release(job_id, rid, granted):
+                counts["requeued_requests"] += 1
     return counts
 
 
@@ -202,32 +237,46 @@ class QuotaMixin:
             except Exception:
                 log.exception("wshare: reconciler failed (will retry)")
 
+    def _wshare_adopt(self, job: Job, pool: Pool, rq_side: _RQSide) -> Optional[Lease]:
+        """The lease a hand-off granted this job, renewed at once, or None."""
+        rid = rq_side.claim(job)
+        if not rid:
+            return None
+        lease = pool.lease(rid)
+        if lease is not None:
+            try:
+                lease.renew()  # it may have little time left after waiting in the queue
+                return lease
+            except LeaseLost:
+                pass
+        rq_side.unclaim(job, rid)
+        return None
+
     def execute_job(self, job: Job, queue: Queue) -> Any:
         quota = quota_of(job)
         if quota is None:
             return super().execute_job(job, queue)  # type: ignore[misc]
         pool = Pool(self.connection, quota.pool, prefix=quota.prefix)
-        rid = request_id(job.id)
+        rq_side = _RQSide(self.connection)
+        rid = new_request_id(job.id)
         try:
-            lease = pool.lease(rid)  # granted while parked: adopt it
+            lease = self._wshare_adopt(job, pool, rq_side)
             if lease is None:
                 lease = pool._try_with_id(quota.member, rid, units=quota.units, ttl=quota.ttl)
         except WshareError as e:
             return self._wshare_fail(job, queue, f"wshare quota {quota}: {e}")
         if lease is None:
-            rq_side = _RQSide(self.connection)
             self.connection.sadd(POOLS_KEY, f"{quota.prefix}\0{quota.pool}")
             # Park in RQ first, then queue in the pool: a grant can then always find the job.
-            if not rq_side.park(job, queue, quota):
+            if not rq_side.park(job, queue, quota, rid):
                 return None  # cancelled or deleted meanwhile
             try:
                 granted = pool.park(quota.member, rid, units=quota.units, ttl=quota.ttl)
             except WshareError as e:
-                rq_side.unpark(job.id)
+                rq_side.abandon(job, queue)
                 return self._wshare_fail(job, queue, f"wshare quota {quota}: {e}")
             if granted is not None:  # units freed meanwhile: back to the front of the queue
-                if not rq_side.unpark(job.id):
-                    granted.release()
+                rq_side.unpark_or_release(job.id, rid, granted)
             log.info("wshare: job %s parked in pool %r for member %r", job.id, quota.pool, quota.member)
             return None
         self._wshare_lease = lease
@@ -238,7 +287,8 @@ class QuotaMixin:
         finally:
             self._wshare_lease = None
             lease.release()
-            hand_off(self.connection, pool)
+            rq_side.unclaim(job, lease.id)
+            hand_off(self.connection, pool, rq_side)
 
     def maintain_heartbeats(self, job: Job, *args: Any) -> None:
         super().maintain_heartbeats(job, *args)  # type: ignore[misc]
@@ -254,9 +304,7 @@ class QuotaMixin:
 
     def _wshare_fail(self, job: Job, queue: Queue, message: str) -> None:
         log.error("wshare: job %s cannot run: %s", job.id, message)
-        with self.connection.pipeline() as pipe:
-            pipe.lrem(f"{queue.key}:intermediate", 0, job.id)
-            pipe.execute()
+        self.connection.lrem(f"{queue.key}:intermediate", 0, job.id)
         job.set_status(JobStatus.FAILED)
         queue.failed_job_registry.add(job, exc_string=message)
         return None
@@ -270,4 +318,5 @@ class QuotaSimpleWorker(QuotaMixin, SimpleWorker):
     """RQ's SimpleWorker (no fork; tests, Windows), quota-gated."""
 
 
-__all__ = ["Quota", "QuotaWorker", "QuotaSimpleWorker", "enqueue", "reconcile", "hand_off", "quota_of"]
+__all__ = ["Quota", "QuotaWorker", "QuotaSimpleWorker", "enqueue", "reconcile", "hand_off", "quota_of",
+           "new_request_id"]
