@@ -38,6 +38,10 @@ def done(conn):
     return [json.loads(x) for x in conn.lrange("test:done", 0, -1)]
 
 
+def failure_text(job):
+    return (job.get_meta(refresh=True) or {}).get("wshare_error", "")
+
+
 def burst(conn, queue):
     QuotaSimpleWorker([queue], connection=conn).work(burst=True)
 
@@ -222,11 +226,11 @@ def test_a_killed_work_horse_gives_its_units_to_the_next_parked_job(url):
     pool.configure(capacity=1)
     q = Queue("default", connection=conn)
     victim = enqueue(q, record, "victim", 60, quota=Quota("gpu", member="a"))
-    others = [enqueue(q, record, f"next-{i}", 0.1, quota=Quota("gpu", member="a")) for i in range(3)]
     procs = start_workers(url, 2)
     try:
-        wait_for(lambda: conn.llen("test:started") == 1 and pool.status().members["a"].parked == 3, 30,
-                 "the victim to start and the others to park")
+        wait_for(lambda: conn.llen("test:started") == 1, 30, "the victim to start")
+        others = [enqueue(q, record, f"next-{i}", 0.1, quota=Quota("gpu", member="a")) for i in range(3)]
+        wait_for(lambda: pool.status().members["a"].parked == 3, 30, "the others to park")
         killed = time.time()
         os.kill(json.loads(conn.lindex("test:started", 0))["pid"], signal.SIGKILL)
         wait_for(lambda: conn.llen("test:done") == 3, 30, "the parked jobs to run")
@@ -271,11 +275,11 @@ def test_a_killed_worker_s_units_come_back_within_the_lease_ttl(url):
     pool.configure(capacity=1)
     q = Queue("default", connection=conn)
     enqueue(q, record, "victim", 60, quota=Quota("gpu", member="a", ttl=3))
-    nxt = enqueue(q, record, "next", 0.1, quota=Quota("gpu", member="a"))
     procs = start_workers(url, 2, interval=1)
     try:
-        wait_for(lambda: conn.llen("test:started") == 1 and pool.status().members["a"].parked == 1, 30,
-                 "the victim to start and the next job to park")
+        wait_for(lambda: conn.llen("test:started") == 1, 30, "the victim to start")
+        nxt = enqueue(q, record, "next", 0.1, quota=Quota("gpu", member="a"))
+        wait_for(lambda: pool.status().members["a"].parked == 1, 30, "the next job to park")
         started = json.loads(conn.lindex("test:started", 0))
         victim_worker = next(p for p in procs if p.pid == _parent(started["pid"]))
         killed = time.time()  # SIGKILL the worker running the victim, then its horse
@@ -391,3 +395,22 @@ def test_the_reconciler_reaches_orphans_behind_many_deferred_jobs(conn):
     for _ in range(4):
         total += reconcile(conn, [q], limit=10)["requeued_requests"]
     assert total == 1 and len(q) == 1
+
+
+def test_parked_jobs_of_a_removed_member_fail_with_the_reason(conn):
+    pool = Pool(conn, "gpu")
+    pool.configure(capacity=1)
+    pool.set_weight("a", 1)
+    holder = pool.try_acquire("x")
+    q = Queue("default", connection=conn)
+    job = enqueue(q, record, "j", quota=Quota("gpu", member="a"))
+    burst(conn, q)
+    assert pool.remove_member("a")
+    reconcile(conn, [q])
+    burst(conn, q)
+    assert job.get_status(refresh=True) == JobStatus.FAILED and done(conn) == []
+    assert job.id in q.failed_job_registry.get_job_ids()
+    assert "member removed" in failure_text(Job.fetch(job.id, connection=conn))
+    holder.release()
+    st = pool.status()
+    assert (st.held, st.waiting) == (0, 0)

@@ -136,11 +136,36 @@ class _RQSide:
         pipe.hdel(job.key, MARK_FIELD)
         pipe.execute()
 
+    def fail_parked(self, job_id: str, rid: str, message: str) -> None:
+        """Fail a parked job whose request can never be granted (if it is still parked for it)."""
+        job_key = Job.key_for(job_id)
+        mark = _decode(self.connection.hget(job_key, MARK_FIELD)) or ""
+        if _decode(self.connection.hget(job_key, "status")) != "deferred" or f'"rid": "{rid}"' not in mark:
+            return
+        origin = _decode(self.connection.hget(job_key, "origin"))
+        try:
+            job = Job.fetch(job_id, connection=self.connection)
+        except Exception:  # deleted meanwhile
+            return
+        queue = Queue(origin, connection=self.connection)
+        self.abandon(job, queue)
+        fail_job(self.connection, job, queue, message)
+
     def claim(self, job: Job) -> str:
         return str(_decode(self.claim_script(keys=[job.key], args=["claim", ""])))
 
     def unclaim(self, job: Job, rid: str) -> None:
         self.claim_script(keys=[job.key], args=["release", rid])
+
+
+def fail_job(connection: Any, job: Job, queue: Queue, message: str) -> None:
+    """Mark a job that can never get its units FAILED, in RQ's failed registry, with the
+    reason in ``job.meta["wshare_error"]`` (RQ 2 and 3 keep failure texts differently)."""
+    log.error("wshare: job %s cannot run: %s", job.id, message)
+    job.meta["wshare_error"] = message
+    job.save_meta()  # type: ignore[no-untyped-call]
+    job.set_status(JobStatus.FAILED)
+    queue.failed_job_registry.add(job, exc_string=message)
 
 
 def hand_off(connection: Any, pool: Pool, rq_side: Optional[_RQSide] = None, limit: int = 100) -> int:
@@ -150,10 +175,11 @@ def hand_off(connection: Any, pool: Pool, rq_side: Optional[_RQSide] = None, lim
     moved = 0
     for rid in pool.handoffs(limit):
         lease = pool.lease(rid)
-        if rq_side.unpark_or_release(job_id_of(rid), rid, lease):
+        if lease is None:  # the request failed (a resize made it impossible, member removed)
+            rq_side.fail_parked(job_id_of(rid), rid, f"wshare: pool {pool.name!r} can no longer grant "
+                                "this job's units (member removed, or more units than the pool has)")
+        elif rq_side.unpark_or_release(job_id_of(rid), rid, lease):
             moved += 1
-            if lease is None:  # the request failed (resize, removal): a worker fails the job
-                log.info("wshare: parked job %s could not get its units; requeued to fail", job_id_of(rid))
         pool.ack_handoff(rid)
     return moved
 
@@ -303,11 +329,8 @@ class QuotaMixin:
                 log.warning("wshare: could not renew the lease of job %s: %s", job.id, e)
 
     def _wshare_fail(self, job: Job, queue: Queue, message: str) -> None:
-        log.error("wshare: job %s cannot run: %s", job.id, message)
         self.connection.lrem(f"{queue.key}:intermediate", 0, job.id)
-        job.set_status(JobStatus.FAILED)
-        queue.failed_job_registry.add(job, exc_string=message)
-        return None
+        fail_job(self.connection, job, queue, message)
 
 
 class QuotaWorker(QuotaMixin, Worker):
