@@ -209,7 +209,10 @@ def reconcile(connection: Any, queues: list[Queue], limit: int = 200) -> dict[st
         except WshareError:
             connection.srem(POOLS_KEY, raw)
     counts = {"handed_off": 0, "requeued_requests": 0, "unparked": 0}
-    for pool in pools.values():
+    for (prefix, name), pool in list(pools.items()):
+        if not connection.exists(pool.keys.key("pool")):  # deleted: forget it
+            connection.srem(POOLS_KEY, f"{prefix}\0{name}")
+            continue
         try:
             pool._drain()  # expired leases reclaimed, units handed on
         except WshareError:
@@ -306,6 +309,10 @@ class QuotaMixin:
             log.info("wshare: job %s parked in pool %r for member %r", job.id, quota.pool, quota.member)
             return None
         self._wshare_lease = lease
+        interval = getattr(self, "job_monitoring_interval", 0) or 0
+        if quota.ttl < 3 * interval:
+            log.warning("wshare: job %s quota ttl %.0fs is under 3 x the worker's job monitoring interval "
+                        "(%ss): a renewal may come too late", job.id, quota.ttl, interval)
         if isinstance(self, SimpleWorker) or not isinstance(self, Worker):
             lease.start_auto_renew()  # no monitoring parent to renew it
         try:
