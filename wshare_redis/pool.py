@@ -318,31 +318,26 @@ class Pool:
         Returns the Lease (id ``request_id``) if granted at once. Otherwise the request
         queues by the same rules as ``acquire``, is never purged, and when it is granted
         (a lease with id ``request_id`` and ``ttl``) or fails (resize, removal), its id is
-        appended to the pool's hand-off list: see ``handoffs`` and ``lease``.
+        appended to the pool's hand-off list: see ``handoffs`` and ``lease``. Idempotent per
+        ``request_id``: a request already queued stays as it is, a live lease is returned.
         """
+        return self._request_with_id("park", member, request_id, units, ttl)
+
+    def _try_with_id(self, member: str, lease_id: str, *, units: int, ttl: float) -> Optional[Lease]:
+        """try_acquire with a lease id chosen by the caller (an adapter's request id)."""
+        return self._request_with_id("try", member, lease_id, units, ttl)
+
+    def _request_with_id(self, mode: str, member: str, request_id: str, units: int, ttl: float) -> Optional[Lease]:
         check_name(member, "member")
         check_name(request_id, "request id")
         check_units(units)
         ms = ttl_ms(ttl)
-        reply = self._run("acquire", member, units, ms, request_id, "park", 0, "", "1")
+        reply = self._run("acquire", member, units, ms, request_id, mode, 0, "", "1")
         if reply[0] == "ok":
             return self._granted(request_id, member, units, ms, reply[1], reply[2], False, None)
-        if reply[0] != "queued":
+        if reply[0] not in ("queued", "busy"):
             self._fail(reply)
         return None
-
-    def _try_with_id(self, member: str, lease_id: str, *, units: int, ttl: float) -> Optional[Lease]:
-        """try_acquire with a lease id chosen by the caller (an adapter's request id)."""
-        check_name(member, "member")
-        check_name(lease_id, "lease id")
-        check_units(units)
-        ms = ttl_ms(ttl)
-        reply = self._run("acquire", member, units, ms, lease_id, "try", 0, "", "1")
-        if reply[0] == "busy":
-            return None
-        if reply[0] != "ok":
-            self._fail(reply)
-        return self._granted(lease_id, member, units, ms, reply[1], reply[2], False, None)
 
     def handoffs(self, limit: int = 100) -> list[str]:
         """Ids of parked requests granted or failed, oldest first (kept until ``ack_handoff``)."""
