@@ -79,7 +79,7 @@ def test_a_job_without_units_is_parked_then_runs_once_granted(conn):
     assert gated.get_status(refresh=True) == JobStatus.FINISHED
     st = pool.status()
     assert (st.held, st.waiting) == (0, 0)
-    assert reconcile(conn, [q]) == {"handed_off": 0, "requeued_requests": 0, "unparked": 0}
+    assert reconcile(conn, [q]) == {"handed_off": 0, "requeued_requests": 0, "unparked": 0, "freed": 0}
 
 
 def test_a_job_cancelled_while_parked_never_runs_and_leaks_nothing(conn):
@@ -414,3 +414,20 @@ def test_parked_jobs_of_a_removed_member_fail_with_the_reason(conn):
     holder.release()
     st = pool.status()
     assert (st.held, st.waiting) == (0, 0)
+
+
+def test_a_job_cancelled_after_its_hand_off_gives_its_units_back(conn):
+    pool = Pool(conn, "gpu")
+    pool.configure(capacity=1)
+    holder = pool.try_acquire("x")
+    q = Queue("default", connection=conn)
+    job = enqueue(q, record, "j", quota=Quota("gpu", member="a"))
+    burst(conn, q)
+    holder.release()
+    reconcile(conn, [q])  # back on the queue, holding its lease
+    assert pool.status().held == 1
+    job.cancel()
+    assert reconcile(conn, [q])["freed"] == 1
+    assert pool.status().held == 0
+    burst(conn, q)
+    assert done(conn) == []

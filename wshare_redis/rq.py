@@ -184,6 +184,22 @@ def hand_off(connection: Any, pool: Pool, rq_side: Optional[_RQSide] = None, lim
     return moved
 
 
+def _free_stale_leases(connection: Any, pool: Pool) -> int:
+    """Release leases of jobs that can no longer use them: cancelled, deleted or ended while
+    their lease lived (e.g. cancelled after being put back on the queue). A pool has at most
+    ``capacity`` leases, so this stays small."""
+    freed = 0
+    for lease in pool.leases():
+        if not lease.id.startswith("rq:"):
+            continue
+        status = _decode(connection.hget(Job.key_for(job_id_of(lease.id)), "status"))
+        if status not in ("queued", "started", "deferred", "scheduled"):
+            if lease.release():
+                freed += 1
+                log.info("wshare: freed the units of job %s (%s)", job_id_of(lease.id), status or "deleted")
+    return freed
+
+
 def _scan_window(connection: Any, key: str, limit: int) -> list[Any]:
     """The next ``limit`` ids of a registry, in rounds: every call looks further along."""
     cursor_key = f"wshare:rq:scan:{key}"
@@ -208,13 +224,14 @@ def reconcile(connection: Any, queues: list[Queue], limit: int = 200) -> dict[st
             pools[(prefix, name)] = Pool(connection, name, prefix=prefix)
         except WshareError:
             connection.srem(POOLS_KEY, raw)
-    counts = {"handed_off": 0, "requeued_requests": 0, "unparked": 0}
+    counts = {"handed_off": 0, "requeued_requests": 0, "unparked": 0, "freed": 0}
     for (prefix, name), pool in list(pools.items()):
         if not connection.exists(pool.keys.key("pool")):  # deleted: forget it
             connection.srem(POOLS_KEY, f"{prefix}\0{name}")
             continue
         try:
             pool._drain()  # expired leases reclaimed, units handed on
+            counts["freed"] += _free_stale_leases(connection, pool)
         except WshareError:
             continue
         counts["handed_off"] += hand_off(connection, pool, rq_side)
