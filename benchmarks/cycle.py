@@ -1,23 +1,25 @@
-"""Uncontended cycle rate: wshare try_acquire+release and Lock against the round-trip floor.
+"""Section 1-2 of the benchmark: the round-trip floor and uncontended acquire+release cycles.
 
-Starts a private redis-server (or uses --url) and measures, interleaved over rounds:
-the floor (two EVALSHA of `return 1` per cycle), PING, wshare try_acquire+release,
-wshare Lock acquire+release, and redis-py's Lock, then prints medians and ratios to the floor.
-    python benchmarks/cycle.py [--seconds 2] [--rounds 3] [--url URL]
+One client, interleaved rounds: two EVALSHA of `return 1` per cycle (the floor), PING,
+wshare try_acquire+release, wshare Lock, redis-py Lock, python-redis-lock. Medians, and
+ratios to the floor computed within the run.
+    python benchmarks/cycle.py [--url URL] [--quick]
 """
 from __future__ import annotations
 
 import argparse
 import statistics
 import time
+from typing import Any, Callable
 
 import redis
 
 from wshare_redis import Lock, Pool
-from wshare_redis.embedded import RedisServer
+
+FLOOR = "floor: 2 x EVALSHA return 1"
 
 
-def rate(fn, seconds: float) -> float:
+def rate(fn: Callable[[], Any], seconds: float) -> float:
     n, t0 = 0, time.perf_counter()
     end = t0 + seconds
     while True:
@@ -29,8 +31,7 @@ def rate(fn, seconds: float) -> float:
             return n / (now - t0)
 
 
-def measure(url: str, seconds: float, rounds: int) -> dict[str, list[float]]:
-    r = redis.Redis.from_url(url)
+def cases(r: redis.Redis) -> dict[str, Callable[[], Any]]:
     one = r.register_script("return 1")
     pool = Pool(r, "bench-cycle")
     pool.configure(capacity=4)
@@ -41,9 +42,6 @@ def measure(url: str, seconds: float, rounds: int) -> dict[str, list[float]]:
         one()
         one()
 
-    def wshare_cycle() -> None:
-        pool.try_acquire("m").release()
-
     def lock_cycle() -> None:
         lock.acquire()
         lock.release()
@@ -52,35 +50,58 @@ def measure(url: str, seconds: float, rounds: int) -> dict[str, list[float]]:
         rlock.acquire()
         rlock.release()
 
-    cases = {"floor: 2 x EVALSHA return 1": floor, "PING": r.ping, "wshare try_acquire+release": wshare_cycle,
-             "wshare Lock acquire+release": lock_cycle, "redis-py Lock acquire+release": redis_py_lock}
-    for fn in cases.values():
+    out: dict[str, Callable[[], Any]] = {
+        FLOOR: floor, "PING": r.ping, "wshare try_acquire+release": lambda: pool.try_acquire("m").release(),
+        "wshare Lock acquire+release": lock_cycle, "redis-py Lock acquire+release": redis_py_lock}
+    try:
+        import redis_lock  # python-redis-lock, the [bench] extra
+        prl = redis_lock.Lock(r, "bench-prl", expire=30)
+
+        def prl_cycle() -> None:
+            prl.acquire()
+            prl.release()
+        out["python-redis-lock acquire+release"] = prl_cycle
+    except ImportError:
+        pass
+    return out
+
+
+def run(url: str, quick: bool) -> list[dict[str, Any]]:
+    r = redis.Redis.from_url(url)
+    todo = cases(r)
+    seconds, rounds = (0.4, 2) if quick else (2.0, 3)
+    for fn in todo.values():
         rate(fn, 0.2)  # warm up: scripts loaded, connections open
-    results: dict[str, list[float]] = {k: [] for k in cases}
+    results: dict[str, list[float]] = {k: [] for k in todo}
     for _ in range(rounds):
-        for k, fn in cases.items():
-            results[k].append(rate(fn, seconds))
-    pool.delete()
+        results[FLOOR].append(rate(todo[FLOOR], seconds))
+        for k, fn in todo.items():
+            if k != FLOOR:
+                results[k].append(rate(fn, seconds))
+    Pool(r, "bench-cycle").delete()
     Pool(r, "bench-lock").delete()
-    return results
+    floor = statistics.median(results[FLOOR])
+    return [{"section": "1-2 uncontended, one client", "name": k, "value": statistics.median(v),
+             "unit": "cycles/s", "ratio": statistics.median(v) / floor, "note": ""} for k, v in results.items()]
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'uncontended, one client':40} {'cycles/s':>10} {'x floor':>8}"]
+    lines += [f"{r['name']:40} {r['value']:10,.0f} {r['ratio']:8.2f}" for r in rows]
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=2.0)
-    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--url")
+    ap.add_argument("--quick", action="store_true")
     a = ap.parse_args()
     if a.url:
-        results = measure(a.url, a.seconds, a.rounds)
+        print(format_rows(run(a.url, a.quick)))
     else:
+        from wshare_redis.embedded import RedisServer
         with RedisServer() as server:
-            results = measure(server.url, a.seconds, a.rounds)
-    floor = statistics.median(results["floor: 2 x EVALSHA return 1"])
-    print(f"{'uncontended, one client':34} {'cycles/s':>10} {'x floor':>8}")
-    for k, v in results.items():
-        m = statistics.median(v)
-        print(f"{k:34} {m:10,.0f} {m / floor:8.2f}")
+            print(format_rows(run(server.url, a.quick)))
 
 
 if __name__ == "__main__":
