@@ -11,7 +11,7 @@ statistics (CONFIG RESETSTAT). ``run(url, quick)`` returns the rows; ``format_ro
    ideal 8 * w / sum(w); then the weight-1 member is reweighted to 5 and the time until every
    member's rolling 0.5 s share is within 10% of its new ideal is reported.
 6. scaling: mean client latency of one try_acquire+release cycle (one client) and server time
-   per script call (INFO commandstats, evalsha usec_per_call) with 1 / 100 / 10,000 members
+   per script call (INFO commandstats, fcall/evalsha usec per call) with 1 / 100 / 10,000 members
    registered, 0 / 100 / 1,000 waiters queued and 10,000 live leases, as ratios to 1 member.
    The states are separate pools built first and measured interleaved over rounds (median).
 7. memory: MEMORY USAGE (SAMPLES 0) of the pool's keys before and after adding N members,
@@ -240,8 +240,11 @@ def weighted(url: str, quick: bool) -> list[Row]:
 
 def _commandstat(client: redis.Redis) -> tuple[int, float]:
     info = client.info("commandstats")
-    st = info.get("cmdstat_evalsha") or {}
-    return int(st.get("calls", 0)), float(st.get("usec_per_call", 0.0))
+    # FCALL on Redis 7+ (the Functions library), EVALSHA on older servers and bulk set-up
+    stats = [info.get(k) or {} for k in ("cmdstat_fcall", "cmdstat_evalsha")]
+    calls = sum(int(st.get("calls", 0)) for st in stats)
+    usec = sum(float(st.get("usec", 0.0)) for st in stats)
+    return calls, (usec / calls if calls else 0.0)
 
 
 def _time_ops(fn: Callable[[], None], seconds: float) -> tuple[float, int]:
@@ -381,7 +384,7 @@ def scaling(url: str, quick: bool) -> list[Row]:
             rows.append(_row("6 scaling", f"cycle, {st.name}", c, "us", c / b_client,
                              f"try_acquire+release, one client; {st.note}"))
             rows.append(_row("6 scaling", f"server/call, {st.name}", s, "us", s / b_server,
-                             "evalsha usec_per_call (acquire and release)"))
+                             "fcall/evalsha usec per call (acquire and release)"))
     for st in states:
         r = statistics.median(st.renew_us)
         rows.append(_row("6 scaling", f"renew, {st.name}", r, "us", r / b_renew,

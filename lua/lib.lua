@@ -1,5 +1,8 @@
 -- lib.lua: state, records and the grant rule shared by every wshare script.
--- Not a script on its own: the loader puts it in front of each operation file.
+-- Not a script on its own. The loader builds one Redis Functions library from it and every
+-- operation file (loaded once per server; each call then runs only its operation), or, on a
+-- Redis without Functions, puts it in front of each operation file as an EVAL script.
+-- Each call starts with bind(KEYS), which sets the key names and resets per-call state.
 --
 -- Every script receives the same KEYS, all inside the pool's {hash tag}:
 --   KEYS[1]  pool     hash  capacity, default_weight, held, waiting, token, seq, vclock, avg_hold
@@ -23,9 +26,8 @@
 -- unit-seconds. It is kept lazily (brought up to date only at the member's own events) and
 -- freed units go to the ready member with the lowest stored S; ties go to the earliest head.
 
-local K_POOL, K_MEMBERS, K_LEASES, K_EXPIRY = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local K_READY, K_ACTIVE, K_QUEUE, K_WAITERS = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local K_ALIVE, K_SIZES, K_PARKED, K_HANDOFF, K_WAKE = KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13]
+local K_POOL, K_MEMBERS, K_LEASES, K_EXPIRY, K_READY, K_ACTIVE, K_QUEUE, K_WAITERS
+local K_ALIVE, K_SIZES, K_PARKED, K_HANDOFF, K_WAKE
 
 local MAX_GRANTS = 100      -- grants per call; callers that can free more loop (configure)
 local MAX_RECLAIM = 64      -- expired leases reclaimed per call
@@ -36,6 +38,15 @@ local NOTICE_MS = 60000     -- how long an undelivered failure notice waits for 
 
 local P                     -- the pool's state, loaded by load_pool()
 local SAVES = 0              -- member records written so far in this call
+
+-- Start a call: this call's key names, fresh per-call state (a Functions library keeps its
+-- upvalues between calls).
+local function bind(keys)
+  K_POOL, K_MEMBERS, K_LEASES, K_EXPIRY = keys[1], keys[2], keys[3], keys[4]
+  K_READY, K_ACTIVE, K_QUEUE, K_WAITERS = keys[5], keys[6], keys[7], keys[8]
+  K_ALIVE, K_SIZES, K_PARKED, K_HANDOFF, K_WAKE = keys[9], keys[10], keys[11], keys[12], keys[13]
+  P, SAVES = nil, 0
+end
 
 -- Raise a wshare error; main() turns it into an error reply "WSHARE <code> <message>".
 local function abort(code, msg)

@@ -568,6 +568,25 @@ def test_recovers_after_script_flush(r, pool):
     assert pool.try_acquire("a", units=3) is not None
 
 
+def test_recovers_after_function_flush_and_works_without_functions(r, pool):
+    from wshare_redis.scripts import scripts_for
+    lease = pool.try_acquire("a")
+    r.function_flush()  # the library is gone (as after a restart without persistence)
+    assert lease.release() is True
+    scripts = scripts_for(r)
+    scripts.functions = False  # as on a Redis without Functions (< 7): EVAL scripts
+    try:
+        holder = pool.try_acquire("a", units=3)
+        w = start_waiter(pool, "b", timeout=10)
+        holder.release()
+        w.join(5)
+        assert w.lease is not None and w.lease.release() is True
+        r.script_flush()
+        assert pool.try_acquire("c") is not None
+    finally:
+        scripts.functions = None
+
+
 def test_every_key_carries_the_hash_tag_and_delete_removes_them_all(r, pool):
     pool.set_weight("a", 2, max_units=2)
     pool.try_acquire("a")

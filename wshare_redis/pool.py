@@ -83,7 +83,7 @@ class Pool:
 
     def _run(self, op: str, *args: Any) -> Any:
         try:
-            reply = getattr(self._scripts, op)(keys=self._script_keys, args=args)
+            reply = self._scripts.call(op, self._script_keys, args)
         except ResponseError as e:
             msg = str(e)
             if msg.startswith("WSHARE corrupt"):

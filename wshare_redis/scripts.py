@@ -6,11 +6,14 @@ top-level lua/ directory, so the one copy in the repository stays the source of 
 """
 from __future__ import annotations
 
+import hashlib
 import weakref
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
+
+from redis.exceptions import ResponseError
 
 OPERATIONS = ("acquire", "release", "renew", "wait", "cancel", "configure", "set_member",
               "remove_member", "status", "leases", "delete", "tick")
@@ -35,23 +38,70 @@ def standalone(name: str) -> str:
 
 @lru_cache(maxsize=None)
 def source(operation: str) -> str:
-    """The full source of one operation: the shared helpers, then the operation itself."""
+    """One operation as an EVAL script: the shared helpers, bind(KEYS), the operation."""
     if operation not in OPERATIONS:
         raise KeyError(operation)
     d = lua_dir()
-    return (d / "lib.lua").read_text("utf-8") + "\n" + (d / f"{operation}.lua").read_text("utf-8")
+    return ((d / "lib.lua").read_text("utf-8") + "\nbind(KEYS)\n"
+            + (d / f"{operation}.lua").read_text("utf-8"))
+
+
+@lru_cache(maxsize=None)
+def library() -> tuple[str, dict[str, str]]:
+    """All operations as one Redis Functions library, named after a hash of its code so that
+    versions can coexist on a server: (library code, {operation: function name})."""
+    d = lua_dir()
+    ops = {op: (d / f"{op}.lua").read_text("utf-8") for op in OPERATIONS}
+    digest = hashlib.sha1(((d / "lib.lua").read_text("utf-8") + "".join(ops.values())).encode()).hexdigest()[:12]
+    name = f"wshare_{digest}"
+    names = {op: f"{name}_{op}" for op in OPERATIONS}
+    code = [f"#!lua name={name}", (d / "lib.lua").read_text("utf-8")]
+    for op, body in ops.items():
+        code.append(f"redis.register_function('{names[op]}', function(KEYS, ARGV)\nbind(KEYS)\n{body}\nend)")
+    return "\n".join(code) + "\n", names
 
 
 class Scripts:
-    """The operations registered on one client; ``scripts.acquire(keys, args)`` runs one.
+    """The operations on one client; ``scripts.call("acquire", keys, args)`` runs one.
 
-    redis-py's ``Script`` sends EVALSHA and loads the script on NOSCRIPT (after a restart
-    or SCRIPT FLUSH), so every call is one round trip in the steady state.
+    Redis 7+ (and fakeredis): one Functions library, loaded on first use and again if the
+    server lost it (restart without persistence, FUNCTION FLUSH); each call is one FCALL
+    that runs only its operation. Older servers: EVALSHA of per-operation scripts, which
+    redis-py reloads on NOSCRIPT. Either way every call is one round trip.
+    The EVAL scripts are also attributes (``scripts.acquire``) for pipelined bulk use.
     """
 
     def __init__(self, client: Any) -> None:
+        self.client = client
+        self.functions: Optional[bool] = None  # unknown until the first call
+        self.code, self.names = library()
         for op in OPERATIONS:
             setattr(self, op, client.register_script(source(op)))
+
+    def call(self, op: str, keys: list[str], args: tuple[Any, ...]) -> Any:
+        if self.functions is not False:
+            for attempt in (1, 2):
+                try:
+                    reply = self.client.fcall(self.names[op], len(keys), *keys, *args)
+                    self.functions = True
+                    return reply
+                except ResponseError as e:
+                    text = str(e).lower()
+                    if "function not found" in text and attempt == 1:
+                        self._load()
+                        continue
+                    if "unknown command" not in text:
+                        raise
+                    self.functions = False  # no Functions on this server: EVAL from now on
+                    break
+        return getattr(self, op)(keys=keys, args=args)
+
+    def _load(self) -> None:
+        try:
+            self.client.function_load(self.code)
+        except ResponseError as e:
+            if "already exists" not in str(e).lower():
+                raise
 
 
 _by_client: "weakref.WeakKeyDictionary[Any, Scripts]" = weakref.WeakKeyDictionary()
