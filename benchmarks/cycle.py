@@ -19,16 +19,22 @@ from wshare_redis import Lock, Pool
 FLOOR = "floor: 2 x EVALSHA return 1"
 
 
-def rate(fn: Callable[[], Any], seconds: float) -> float:
+def timed(fn: Callable[[], Any], seconds: float, batch: int = 50) -> tuple[int, float]:
+    """Call fn in batches for about ``seconds``: (calls made, seconds taken)."""
     n, t0 = 0, time.perf_counter()
     end = t0 + seconds
     while True:
-        for _ in range(50):
+        for _ in range(batch):
             fn()
-        n += 50
+        n += batch
         now = time.perf_counter()
         if now >= end:
-            return n / (now - t0)
+            return n, now - t0
+
+
+def rate(fn: Callable[[], Any], seconds: float) -> float:
+    n, elapsed = timed(fn, seconds)
+    return n / elapsed
 
 
 def cases(r: redis.Redis) -> dict[str, Callable[[], Any]]:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -10,7 +10,6 @@ import logging
 import random
 import signal
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
