@@ -4,7 +4,11 @@ Each worker process repeatedly acquires, holds for about 1 ms (``time.sleep(0.00
 releases, for a fixed window. Section 3 (capacity 1): wshare ``Lock``, a wshare ``Pool`` of
 capacity 1 shared by one member, redis-py's ``Lock`` (default 0.1 s polling and 1 ms polling)
 and python-redis-lock. Section 4 (capacity 4): a wshare ``Pool`` of capacity 4 against
-dramatiq's ``ConcurrentRateLimiter(limit=4)`` retried every 1 ms.
+dramatiq's ``ConcurrentRateLimiter(limit=4)`` retried every 1 ms. Each section also runs a
+bound: ``capacity`` tokens in a bare Redis list, taken with BLPOP and given back with RPUSH
+(Redis serves blocked clients first come, first served). That is the cheapest fair hand-off
+Redis offers: one plain command each way, no script, no expiry, no crash safety, no weights.
+What it reaches is what this machine allows any fair hand-off through Redis.
 
 Measures per configuration:
 - acquisitions/s over the window, and their ratio to the hold-time ceiling
@@ -48,8 +52,10 @@ CONFIGS: list[tuple[str, str, str, int]] = [
     (SECTION_1, "redis-py Lock, sleep 0.1 (default)", "redispy-default", 1),
     (SECTION_1, "redis-py Lock, sleep 0.001", "redispy-1ms", 1),
     (SECTION_1, "python-redis-lock", "prl", 1),
+    (SECTION_1, "bound: BLPOP/RPUSH token list", "token-list", 1),
     (SECTION_4, "wshare Pool cap 4, one member", "wshare-pool", 4),
     (SECTION_4, "dramatiq CRL limit 4, retry 1 ms", "dramatiq-1ms", 4),
+    (SECTION_4, "bound: BLPOP/RPUSH token list", "token-list", 4),
 ]
 
 Adapter = tuple[Callable[[float], bool], Callable[[], Any], Callable[[], None]]
@@ -136,6 +142,14 @@ def _adapter(kind: str, url: str, key: str, capacity: int) -> Adapter:
 
         def release() -> Any:
             return cms.pop().__exit__(None, None, None)
+        return acquire, release, close
+
+    if kind == "token-list":
+        def acquire(deadline: float) -> bool:
+            return r.blpop([key], timeout=_remaining(deadline)) is not None
+
+        def release() -> Any:
+            return r.rpush(key, b"t")
         return acquire, release, close
 
     raise ValueError(f"unknown adapter {kind!r}")
@@ -293,6 +307,8 @@ def _prepare(url: str, kind: str, key: str, capacity: int) -> None:
         elif kind == "wshare-pool":
             from wshare_redis import Pool
             Pool(r, key).configure(capacity=capacity)
+        elif kind == "token-list":
+            r.rpush(key, *[b"t"] * capacity)
     finally:
         r.close()
 

@@ -73,9 +73,9 @@ return run(function()
   if mode == 'park' then
     redis.call('HSET', K_PARKED, id, m)
   else
-    redis.call('ZADD', K_ALIVE, I(now + tonumber(ARGV[6])), id)
+    redis.call('ZADD', K_ALIVE, now + tonumber(ARGV[6]), id)
   end
-  redis.call('ZADD', K_SIZES, I(units), id)
+  redis.call('ZADD', K_SIZES, units, id)
   if r.wait == 0 then r.hseq, r.hu = P.seq, units end
   r.wait = r.wait + units
   P.waiting = P.waiting + units

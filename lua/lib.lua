@@ -37,6 +37,7 @@ local HOLD_ALPHA = 0.02     -- smoothing of the average hold time
 local NOTICE_MS = 60000     -- how long an undelivered failure notice waits for its waiter
 
 local P                     -- the pool's state, loaded by load_pool()
+local P0                    -- the saved fields as last read or written, so save_pool writes only changes
 local SAVES = 0              -- member records written so far in this call
 
 -- Start a call: this call's key names, fresh per-call state (a Functions library keeps its
@@ -45,7 +46,7 @@ local function bind(keys)
   K_POOL, K_MEMBERS, K_LEASES, K_EXPIRY = keys[1], keys[2], keys[3], keys[4]
   K_READY, K_ACTIVE, K_QUEUE, K_WAITERS = keys[5], keys[6], keys[7], keys[8]
   K_ALIVE, K_SIZES, K_PARKED, K_HANDOFF, K_WAKE = keys[9], keys[10], keys[11], keys[12], keys[13]
-  P, SAVES = nil, 0
+  P, P0, SAVES = nil, nil, 0
 end
 
 -- Raise a wshare error; main() turns it into an error reply "WSHARE <code> <message>".
@@ -53,6 +54,8 @@ local function abort(code, msg)
   error({wshare = code .. ' ' .. msg})
 end
 
+-- Numbers as text: I for integers, F for exact floats. Arguments of redis.call need neither:
+-- Redis (and fakeredis) turn a Lua number into its exact '%.17g' text themselves, faster.
 local function I(x) return string.format('%d', x) end
 local function F(x) return string.format('%.17g', x) end
 
@@ -71,6 +74,7 @@ local function num(s, what, lo)
 end
 
 local POOL_FIELDS = {'capacity', 'default_weight', 'held', 'waiting', 'token', 'seq', 'vclock', 'avg_hold'}
+local SAVED_FIELDS = {'held', 'waiting', 'token', 'seq', 'vclock', 'avg_hold'}
 
 local function load_pool()
   local v = redis.call('HMGET', K_POOL, unpack(POOL_FIELDS))
@@ -81,6 +85,8 @@ local function load_pool()
     vclock = num(v[7], 'vclock'), avg_hold = num(v[8], 'avg_hold', 0),
   }
   num(P.dw, 'default_weight', 0)
+  P0 = {held = P.held, waiting = P.waiting, token = P.token, seq = P.seq, vclock = P.vclock,
+        avg_hold = P.avg_hold}
   return P
 end
 
@@ -91,12 +97,21 @@ local function init_pool(capacity, dw)
   local t = redis.call('TIME')
   P = {capacity = capacity, dw = dw, held = 0, waiting = 0, token = tonumber(t[1]) * 1000000 + tonumber(t[2]),
        seq = 0, vclock = 0, avg_hold = 0}
-  redis.call('HSET', K_POOL, 'capacity', I(capacity), 'default_weight', dw)
+  P0 = {}
+  redis.call('HSET', K_POOL, 'capacity', capacity, 'default_weight', dw)
 end
 
+-- Write the fields of the pool's hash that changed in this call.
 local function save_pool()
-  redis.call('HSET', K_POOL, 'held', I(P.held), 'waiting', I(P.waiting), 'token', I(P.token),
-             'seq', I(P.seq), 'vclock', F(P.vclock), 'avg_hold', F(P.avg_hold))
+  local args, n = {}, 0
+  for _, f in ipairs(SAVED_FIELDS) do
+    local v = P[f]
+    if v ~= P0[f] then
+      args[n + 1], args[n + 2], n = f, v, n + 2
+      P0[f] = v
+    end
+  end
+  if n > 0 then redis.call('HSET', K_POOL, unpack(args, 1, n)) end
 end
 
 -- Run main, mapping wshare errors (and anything unexpected) to clean error replies.
@@ -133,6 +148,7 @@ local function rec_load(m)
   if mx ~= '-' then r.max = num(mx, 'max_units of ' .. m, 0) end
   r.rentry = ready_entry(r)
   r.was_active = r.held > 0 or r.wait > 0
+  r.vs0 = r.vs
   return r
 end
 
@@ -166,11 +182,12 @@ local function rec_save(r)
   SAVES = SAVES + 1
   local e = ready_entry(r)
   if r.rentry and r.rentry ~= e then redis.call('ZREM', K_READY, r.rentry) end
-  if e then redis.call('ZADD', K_READY, F(r.vs), e) end
+  -- The indexes hold S as of the last save: rewrite them only if it moved.
+  if e and (e ~= r.rentry or r.vs ~= r.vs0) then redis.call('ZADD', K_READY, r.vs, e) end
   r.rentry = e
   local active = r.held > 0 or r.wait > 0
   if active then
-    redis.call('ZADD', K_ACTIVE, F(r.vs), r.m)
+    if not r.was_active or r.vs ~= r.vs0 then redis.call('ZADD', K_ACTIVE, r.vs, r.m) end
   elseif r.was_active then
     redis.call('ZREM', K_ACTIVE, r.m)
     -- The member went idle: remember how far the pool's virtual time has come, so members
@@ -184,10 +201,10 @@ local function rec_save(r)
   else
     local mx = '-'
     if r.max then mx = I(r.max) end
-    redis.call('HSET', K_MEMBERS, r.m, 'w=' .. r.ws .. ' max=' .. mx .. ' held=' .. I(r.held) ..
-      ' wait=' .. I(r.wait) .. ' vs=' .. F(r.vs) .. ' vt=' .. I(r.vt) .. ' head=' .. I(r.hseq) ..
-      ':' .. I(r.hu) .. ' kind=' .. r.kind)
+    redis.call('HSET', K_MEMBERS, r.m, string.format('w=%s max=%s held=%d wait=%d vs=%.17g vt=%d head=%d:%d kind=%s',
+      r.ws, mx, r.held, r.wait, r.vs, r.vt, r.hseq, r.hu, r.kind))
   end
+  r.vs0 = r.vs
 end
 
 -- A member with no queued request starts asking (rule 3b/3c). Idle members are placed at the
@@ -279,8 +296,8 @@ local function grant(r, id, units, ttl, now, wake)
   P.held = P.held + units
   P.token = P.token + 1
   local exp = now + ttl
-  redis.call('HSET', K_LEASES, id, I(units) .. ':' .. I(P.token) .. ':' .. I(ttl) .. ':' .. I(now) .. ':' .. r.m)
-  redis.call('ZADD', K_EXPIRY, I(exp), id)
+  redis.call('HSET', K_LEASES, id, string.format('%d:%d:%d:%d:', units, P.token, ttl, now) .. r.m)
+  redis.call('ZADD', K_EXPIRY, exp, id)
   if wake then notify(id, 'ok:' .. I(P.token) .. ':' .. I(exp), ttl) end
   return P.token, exp
 end
@@ -339,13 +356,13 @@ end
 
 -- Reclaim expired leases and dead waiters (bounded batches), then hand off what is free.
 local function housekeeping(now)
-  local expired = redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', I(now), 'WITHSCORES', 'LIMIT', 0, MAX_RECLAIM)
+  local expired = redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', now, 'WITHSCORES', 'LIMIT', 0, MAX_RECLAIM)
   for i = 1, #expired, 2 do
     local id = expired[i]
     if not end_lease(id, now, tonumber(expired[i + 1])) then redis.call('ZREM', K_EXPIRY, id) end
   end
   if P.waiting > 0 then
-    for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_ALIVE, '-inf', I(now), 'LIMIT', 0, MAX_PURGE)) do
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_ALIVE, '-inf', now, 'LIMIT', 0, MAX_PURGE)) do
       if not drop_waiter(id, now, false) then redis.call('ZREM', K_ALIVE, id) end
     end
   end

@@ -47,7 +47,7 @@ class Lease:
         self.lost = False
         self.released = False
         self._on_lost: Optional[OnLost] = None
-        self._stop = threading.Event()
+        self._stop: Optional[threading.Event] = None  # made by start_auto_renew (saves time per lease)
         self._renewer: Optional[threading.Thread] = None
 
     def __repr__(self) -> str:
@@ -77,9 +77,10 @@ class Lease:
         If the lease cannot be renewed (it ended, or Redis stayed unreachable until the lease
         ran out), ``lost`` becomes True, a warning is logged and ``on_lost(lease)`` is called.
         """
-        if self._renewer is not None:
+        if self._renewer is not None or self.released:
             return
         self._on_lost = on_lost
+        self._stop = threading.Event()
         self._renewer = threading.Thread(target=self._renew_loop, name=f"wshare-renew-{self.id[:8]}",
                                          daemon=True)
         self._renewer.start()
@@ -87,7 +88,9 @@ class Lease:
     def _renew_loop(self) -> None:
         deadline = time.monotonic() + self.ttl  # local bound on when the lease may run out
         interval = self.ttl / 3
-        while not self._stop.wait(interval):
+        stop = self._stop
+        assert stop is not None
+        while not stop.wait(interval):
             sent = time.monotonic()
             try:
                 self.renew()
@@ -108,7 +111,7 @@ class Lease:
                 interval = self.ttl / 3
 
     def _mark_lost(self, why: str) -> None:
-        if self._stop.is_set():
+        if self._stop is not None and self._stop.is_set():
             return
         self.lost = True
         log.warning("wshare: lease %s of pool %r (member %r) is lost: %s", self.id, self.pool, self.member, why)
@@ -122,7 +125,8 @@ class Lease:
 
     def release(self) -> bool:
         """Give the units back; True if the lease was live, False if it had already ended."""
-        self._stop.set()
+        if self._stop is not None:
+            self._stop.set()
         if self.released:
             return False
         ended = self._handle._release(self.id)
