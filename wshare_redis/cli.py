@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -16,10 +17,12 @@ import click
 import redis
 
 from . import __version__
-from .connect import DEFAULT_URL, connect, mask_url
+from ._checks import check_seconds, check_units
+from .connect import DEFAULT_URL, connect, mask_url, redact
 from .errors import AcquireTimeout, InvalidRequest, PoolNotFound, WshareError
-from .keys import DEFAULT_PREFIX
+from .keys import DEFAULT_PREFIX, check_name
 from .pool import UNCHANGED, Pool
+from .status import PoolStatus, build_status
 from .view import bars, one_line, status_dict, status_table
 
 
@@ -29,6 +32,7 @@ class Settings:
     prefix: str
     url_given: bool
     _client: Optional[redis.Redis] = None
+    read_only_noted: bool = False
 
     @property
     def client(self) -> redis.Redis:
@@ -41,8 +45,33 @@ class Settings:
 
 
 def _fail(message: str, code: int = 1) -> None:
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        message = redact(message, _url(ctx))
     click.echo(f"wshare: {message}", err=True)
     sys.exit(code)
+
+
+class _Redact(logging.Filter):
+    """Keeps the URL's password out of log lines (a library message might quote it), and
+    tracebacks out of them unless -vv: a warning is one line."""
+
+    def __init__(self, url: str, tracebacks: bool = False) -> None:
+        super().__init__()
+        self.url, self.tracebacks = url, tracebacks
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = redact(text, self.url)
+        if clean != text:
+            record.msg, record.args = clean, None
+        if record.exc_info and self.tracebacks:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info), self.url)
+        elif record.exc_info or record.exc_text:
+            reason = _reason(record.exc_info[1]) if record.exc_info and record.exc_info[1] else ""
+            record.msg, record.args = redact(f"{record.getMessage()}: {reason}", self.url), None
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 class WshareGroup(click.Group):
@@ -63,6 +92,13 @@ class WshareGroup(click.Group):
             _fail(str(e).strip("'\""), 1)
         except redis.AuthenticationError as e:
             _fail(f"Redis at {mask_url(_url(ctx))} refused the credentials: {e}", 1)
+        except redis.exceptions.NoPermissionError as e:
+            hint = ""
+            if "function|load" in str(e):
+                hint = ("; the wshare engine (a Redis Functions library) is not loaded on this server in "
+                        "this version: run any wshare command once as a user allowed FUNCTION LOAD, e.g. "
+                        "`wshare pool configure` (README: Access control)")
+            _fail(f"Redis at {mask_url(_url(ctx))} denied a command (ACL): {e}{hint}", 1)
         except (redis.ConnectionError, redis.TimeoutError) as e:
             _fail(f"cannot reach Redis at {mask_url(_url(ctx))}: {_reason(e)}", 1)
         except redis.RedisError as e:
@@ -76,9 +112,37 @@ def _url(ctx: click.Context) -> str:
     return obj.url if obj else DEFAULT_URL
 
 
-def _reason(e: Exception) -> str:
+def _reason(e: BaseException) -> str:
     text = str(e).strip() or type(e).__name__
     return text.splitlines()[0]
+
+
+def _status(s: Settings, pool_name: str) -> PoolStatus:
+    """The pool's status. A read-only user (no FCALL: see README, Access control) gets the
+    pool's hashes as last written, read in one MULTI: leases that expired since the last
+    operation on the pool still count until the next one."""
+    p = s.pool(pool_name)
+    try:
+        return p.status()
+    except redis.exceptions.NoPermissionError as e:
+        if "'fcall'" not in str(e):  # denied something else: keys, loading the engine
+            raise
+        denied = e
+    pipe = s.client.pipeline(transaction=True)
+    for suffix in ("pool", "members", "parked"):
+        pipe.hgetall(p.keys.key(suffix))
+    state, members, parked = pipe.execute()
+    if not state:
+        raise PoolNotFound(pool_name)
+    if not s.read_only_noted:
+        s.read_only_noted = True
+        click.echo(f"wshare: read-only view ({_reason(denied)}): the state as last written", err=True)
+    return build_status(pool_name, _texts(state), _texts(members), _texts(parked))
+
+
+def _texts(d: dict[Any, Any]) -> dict[str, str]:
+    return {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
+            for k, v in d.items()}
 
 
 def _dump(data: Any) -> None:
@@ -106,6 +170,10 @@ def main(ctx: click.Context, url: str, prefix: str, verbose: int) -> None:
     """
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        for old in [f for f in handler.filters if isinstance(f, _Redact)]:
+            handler.removeFilter(old)
+        handler.addFilter(_Redact(url, tracebacks=verbose >= 2))
     source = ctx.get_parameter_source("url")
     given = source not in (click.core.ParameterSource.DEFAULT, None)
     ctx.obj = Settings(url=url, prefix=prefix, url_given=given)
@@ -146,7 +214,7 @@ def pool_list(s: Settings, as_json: bool) -> None:
     statuses = []
     for name in sorted(_pool_names(s)):
         try:
-            statuses.append(s.pool(name).status())
+            statuses.append(_status(s, name))
         except PoolNotFound:  # deleted meanwhile
             continue
     if as_json:
@@ -245,7 +313,7 @@ def status(s: Settings, pool_name: str, as_json: bool) -> None:
     \b
     Example: wshare status gpu --json
     """
-    st = s.pool(pool_name).status()
+    st = _status(s, pool_name)
     if as_json:
         _dump(status_dict(st))
     else:
@@ -265,14 +333,13 @@ def watch(s: Settings, pool_name: str, interval: float, count: Optional[int]) ->
     \b
     Example: wshare watch gpu --interval 0.5
     """
-    if interval <= 0:
-        raise click.BadParameter("must be > 0", param_hint="--interval")
-    p = s.pool(pool_name)
+    if not 0 < interval < math.inf:
+        raise click.BadParameter("must be > 0 and finite", param_hint="--interval")
     tty = sys.stdout.isatty()
     n = 0
     try:
         while count is None or n < count:
-            st = p.status()
+            st = _status(s, pool_name)
             stamp = time.strftime("%H:%M:%S")
             if tty:
                 click.echo("\x1b[H\x1b[2J" + f"{stamp}  " + bars(st))
@@ -348,8 +415,10 @@ def run(s: Settings, pool_name: str, member_name: str, units: int, ttl: float, t
     """
     from .runner import EX_TEMPFAIL, Interrupted, RunConfig, run_command
     cfg = RunConfig(member=member_name, units=units, ttl=ttl, timeout=timeout, keep_on_lost=keep_on_lost)
+    pool = s.pool(pool_name)
+    pool.status()  # an unreachable Redis, refused credentials or a missing pool: one line, before waiting
     try:
-        rc = run_command(s.pool(pool_name), cfg, command)
+        rc = run_command(pool, cfg, command)
     except AcquireTimeout as e:
         _fail(f"{e}; not running {command[0]}", EX_TEMPFAIL)
     except Interrupted as e:
@@ -377,6 +446,13 @@ def worker(s: Settings, pool_name: str, member_name: str, weight: Optional[float
     from .worker import WorkerConfig, run_worker
     if concurrency < 1:
         raise click.BadParameter("must be at least 1", param_hint="--concurrency")
+    if not 0 <= work < math.inf:
+        raise click.BadParameter("must be >= 0 and finite", param_hint="--work")
+    # The work happens in threads: bad arguments and an unusable pool fail here, in one line.
+    check_name(member_name, "member")
+    check_units(units)
+    check_seconds(ttl, "ttl")
+    s.pool(pool_name).status()
     cfg = WorkerConfig(pool=pool_name, member=member_name, units=units, work=work, ttl=ttl,
                        concurrency=concurrency, weight=weight, tasks=tasks)
     logging.getLogger("wshare_redis").setLevel(min(logging.getLogger().level, logging.INFO))
@@ -397,8 +473,8 @@ def demo(s: Settings, duration: float, demo_url: Optional[str]) -> None:
     Example: wshare demo --duration 30
     """
     from .demo import run_demo
-    if duration <= 0:
-        raise click.BadParameter("must be > 0", param_hint="--duration")
+    if not 0 < duration < math.inf:
+        raise click.BadParameter("must be > 0 and finite", param_hint="--duration")
     url = demo_url or (s.url if s.url_given else None)
     sys.exit(run_demo(url=url, duration=duration, prefix=s.prefix))
 

@@ -1,33 +1,120 @@
 """Redis URLs for the command line and workers: connecting, and printing them safely."""
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import redis
 
 DEFAULT_URL = "redis://localhost:6379/0"
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_SECRET_PARAM = re.compile(r"([?&;](?:ssl_)?password=)([^&;#]*)", re.IGNORECASE)
+
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***, for messages and logs."""
-    return re.sub(r"^(\w+://)([^:@/]*):([^@/]*)@", lambda m: f"{m.group(1)}{m.group(2)}:***@", url)
+    """The URL with any password replaced by ***, for messages and logs.
+
+    Errs on the side of hiding too much, so that a password typed without percent-encoding
+    (with '@', '/', '?' or '#' in it) stays hidden too: everything between the first ':' of
+    the user info and the last '@' is masked, user info without a ':' entirely, and the
+    ``password=`` and ``ssl_password=`` query options.
+    """
+    m = _SCHEME.match(url)
+    start = m.end() if m else 0
+    rest = url[start:]
+    at = rest.rfind("@")
+    if at >= 0:
+        user, colon, _ = rest[:at].partition(":")
+        rest = (f"{user}:***" if colon else "***") + rest[at:]
+    return url[:start] + _SECRET_PARAM.sub(r"\1***", rest)
+
+
+def secrets_in(url: str) -> set[str]:
+    """The password-like parts of ``url``, as written and percent-decoded."""
+    found = set()
+    m = _SCHEME.match(url)
+    rest = url[m.end() if m else 0:]
+    at = rest.rfind("@")
+    if at >= 0:
+        user, colon, password = rest[:at].partition(":")
+        found.add(password if colon else user)
+    found |= {m.group(2) for m in _SECRET_PARAM.finditer(url)}
+    found |= {unquote(s) for s in found}
+    return {s for s in found if s}
+
+
+def redact(text: str, url: str) -> str:
+    """``text`` with the URL masked and any password of it replaced by ***: for error messages
+    that might quote the URL or parts of it. Passwords shorter than 4 characters are left
+    alone (replacing them would garble the text and protect little)."""
+    text = text.replace(url, mask_url(url))
+    for secret in sorted(secrets_in(url), key=len, reverse=True):
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+_ENCODE = "percent-encode '@', ':', '/', '?' and '#' in user names and passwords"
+
+
+def _check_url(url: str) -> None:
+    """Refuse URLs whose host would be taken from a password typed without percent-encoding
+    (redis://u:pa/ss@host: the host would be "pa", looked up in DNS) before redis-py's own
+    messages quote parts of it."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        raise ValueError(f"invalid Redis URL {mask_url(url)}: bad host or port ({_ENCODE})") from None
+    if "@" in parts.path + parts.query + parts.fragment:
+        raise ValueError(f"invalid Redis URL {mask_url(url)}: '@' after the host ({_ENCODE})")
+
+
+def _unknown_options(client: redis.Redis) -> list[str]:
+    """URL query options that redis-py would only reject (TypeError) at the first command."""
+    pool = client.connection_pool
+    known: set[str] = set()
+    for cls in pool.connection_class.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            try:
+                known |= set(inspect.signature(init).parameters)
+            except (TypeError, ValueError):  # pragma: no cover - a builtin __init__
+                continue
+    return sorted(set(pool.connection_kwargs) - known)
 
 
 def connect(url: str, **kwargs: Any) -> redis.Redis:
-    """A redis-py client for ``url`` (replies decoded), failing fast when nothing answers."""
+    """A redis-py client for ``url`` (replies decoded), failing fast when nothing answers.
+
+    Raises ValueError, with the password masked, for a malformed URL or an option redis-py
+    does not know (``rediss://host?ssl_ca_certs=ca.crt`` and the like are passed on).
+    """
+    _check_url(url)
     kwargs.setdefault("socket_connect_timeout", 5)
     kwargs.setdefault("decode_responses", True)
-    return redis.Redis.from_url(url, **kwargs)
+    try:
+        client = redis.Redis.from_url(url, **kwargs)
+    except ValueError as e:
+        raise ValueError(f"invalid Redis URL {mask_url(url)}: {redact(str(e), url)}") from None
+    unknown = _unknown_options(client)
+    if unknown:
+        client.close()
+        raise ValueError(f"invalid Redis URL {mask_url(url)}: unknown option(s) {', '.join(unknown)}")
+    return client
 
 
 def reachable(url: str, timeout: float = 0.5) -> bool:
     """True if a Redis server answers PING at ``url``."""
     try:
+        _check_url(url)
         client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
         try:
             return bool(client.ping())
         finally:
             client.close()
-    except (redis.RedisError, OSError, ValueError):
+    except (redis.RedisError, OSError, ValueError, TypeError):
         return False
