@@ -3,6 +3,15 @@
 One client, interleaved rounds: two EVALSHA of `return 1` per cycle (the floor), PING,
 wshare try_acquire+release, wshare Lock, redis-py Lock, python-redis-lock. Medians, and
 ratios to the floor computed within the run.
+
+Two more rows take the wshare cycle apart:
+- "wshare scripts, bare FCALL": the same two script calls made with ``client.fcall`` and
+  nothing else, so the gap to the try_acquire+release row is this library's Python code;
+- "bound: the scripts' Redis commands": two EVAL scripts that issue exactly the Redis
+  commands the acquire and release scripts issue in this cycle (reads and writes of the
+  pool, member, lease and index keys) with constant arguments and no logic, so the gap to
+  the floor is what the state changes themselves cost the server, and the gap from there
+  to the bare FCALL row is the cost of the scripts' own logic.
     python benchmarks/cycle.py [--url URL] [--quick]
 """
 from __future__ import annotations
@@ -37,10 +46,67 @@ def rate(fn: Callable[[], Any], seconds: float) -> float:
     return n / elapsed
 
 
+# The Redis commands the acquire script issues when it grants at once to a member that was
+# idle while another member holds, and those of the release that follows (see lua/).
+COMMANDS_ACQUIRE = """
+local t = redis.call('TIME')
+redis.call('HMGET', KEYS[1], 'capacity', 'default_weight', 'held', 'waiting', 'token', 'seq', 'vclock', 'avg_hold')
+redis.call('HGET', KEYS[2], 'm')
+redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', 1764000000000, 'WITHSCORES', 'LIMIT', 0, 64)
+redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+redis.call('HSET', KEYS[3], ARGV[1], '1:1764000000000000:30000:1764000000000:m')
+redis.call('ZADD', KEYS[4], 1764000030000, ARGV[1])
+redis.call('ZADD', KEYS[5], 0.25, 'm')
+redis.call('HSET', KEYS[2], 'm', 'w=1 max=- held=1 wait=0 vs=0.25 vt=1764000000000 head=0:0 kind=auto')
+redis.call('HSET', KEYS[1], 'held', 2, 'token', 1764000000000000)
+return {'ok', '1764000000000000', '1764000030000'}
+"""
+COMMANDS_RELEASE = """
+local t = redis.call('TIME')
+redis.call('HMGET', KEYS[1], 'capacity', 'default_weight', 'held', 'waiting', 'token', 'seq', 'vclock', 'avg_hold')
+redis.call('ZSCORE', KEYS[4], ARGV[1])
+redis.call('HGET', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('HGET', KEYS[2], 'm')
+redis.call('ZREM', KEYS[5], 'm')
+redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+redis.call('HSET', KEYS[2], 'm', 'w=1 max=- held=0 wait=0 vs=0.25 vt=1764000000000 head=0:0 kind=auto')
+redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', 1764000000000, 'WITHSCORES', 'LIMIT', 0, 64)
+redis.call('HSET', KEYS[1], 'held', 1, 'avg_hold', 0.0012345678901234567)
+return {1, 0}
+"""
+
+
 def cases(r: redis.Redis) -> dict[str, Callable[[], Any]]:
     one = r.register_script("return 1")
     pool = Pool(r, "bench-cycle")
     pool.configure(capacity=4)
+    other = pool.try_acquire("other", ttl=600)  # another member holds, as in a shared pool
+    assert other is not None
+    keys = pool.keys.script_keys
+    names = pool._scripts.names
+    ids = iter(range(1 << 62))
+    cmd_keys = [f"bench-cmds:{{c}}:{k}" for k in ("pool", "members", "leases", "expiry", "active")]
+    r.hset(cmd_keys[0], mapping={"capacity": 4, "default_weight": 1, "held": 1, "waiting": 0,
+                                 "token": 1764000000000000, "seq": 0, "vclock": 0, "avg_hold": 0.001})
+    r.zadd(cmd_keys[4], {"other": 0.5})
+    cmd_acquire = r.register_script(COMMANDS_ACQUIRE)
+    cmd_release = r.register_script(COMMANDS_RELEASE)
+
+    def bare_fcall() -> None:
+        lease_id = f"bench-{next(ids)}"
+        if pool._scripts.functions is False:  # Redis < 7: the EVALSHA scripts
+            pool._scripts.acquire(keys=keys, args=["m", 1, 30000, lease_id, "try", 0, "", ""])
+            pool._scripts.release(keys=keys, args=[lease_id])
+            return
+        r.fcall(names["acquire"], len(keys), *keys, "m", 1, 30000, lease_id, "try", 0, "", "")
+        r.fcall(names["release"], len(keys), *keys, lease_id)
+
+    def commands_only() -> None:
+        lease_id = f"bench-{next(ids)}"
+        cmd_acquire(keys=cmd_keys, args=[lease_id])
+        cmd_release(keys=cmd_keys, args=[lease_id])
     lock = Lock(r, "bench-lock")
     rlock = r.lock("bench-redis-py-lock", timeout=30)
 
@@ -58,7 +124,8 @@ def cases(r: redis.Redis) -> dict[str, Callable[[], Any]]:
 
     out: dict[str, Callable[[], Any]] = {
         FLOOR: floor, "PING": r.ping, "wshare try_acquire+release": lambda: pool.try_acquire("m").release(),
-        "wshare Lock acquire+release": lock_cycle, "redis-py Lock acquire+release": redis_py_lock}
+        "wshare Lock acquire+release": lock_cycle, "redis-py Lock acquire+release": redis_py_lock,
+        "wshare scripts, bare FCALL": bare_fcall, "bound: the scripts' Redis commands": commands_only}
     try:
         import redis_lock  # python-redis-lock, the [bench] extra
         prl = redis_lock.Lock(r, "bench-prl", expire=30)
@@ -85,6 +152,7 @@ def run(url: str, quick: bool) -> list[dict[str, Any]]:
             if k != FLOOR:
                 results[k].append(rate(fn, seconds))
     Pool(r, "bench-cycle").delete()
+    r.delete(*[f"bench-cmds:{{c}}:{k}" for k in ("pool", "members", "leases", "expiry", "active")])
     Pool(r, "bench-lock").delete()
     floor = statistics.median(results[FLOOR])
     return [{"section": "1-2 uncontended, one client", "name": k, "value": statistics.median(v),

@@ -39,6 +39,7 @@ local NOTICE_MS = 60000     -- how long an undelivered failure notice waits for 
 local P                     -- the pool's state, loaded by load_pool()
 local P0                    -- the saved fields as last read or written, so save_pool writes only changes
 local SAVES = 0              -- member records written so far in this call
+local RECS                  -- member records read or written in this call: m -> record, false if none
 
 -- Start a call: this call's key names, fresh per-call state (a Functions library keeps its
 -- upvalues between calls).
@@ -46,7 +47,7 @@ local function bind(keys)
   K_POOL, K_MEMBERS, K_LEASES, K_EXPIRY = keys[1], keys[2], keys[3], keys[4]
   K_READY, K_ACTIVE, K_QUEUE, K_WAITERS = keys[5], keys[6], keys[7], keys[8]
   K_ALIVE, K_SIZES, K_PARKED, K_HANDOFF, K_WAKE = keys[9], keys[10], keys[11], keys[12], keys[13]
-  P, P0, SAVES = nil, nil, 0
+  P, P0, SAVES, RECS = nil, nil, 0, {}
 end
 
 -- Raise a wshare error; main() turns it into an error reply "WSHARE <code> <message>".
@@ -134,9 +135,16 @@ local function ready_entry(r)
   return false
 end
 
+-- A member's record; nil if it has none. Within one call every load of a member returns the
+-- same table, so a record changed and saved by one step is the one the next step sees.
 local function rec_load(m)
+  local cached = RECS[m]
+  if cached ~= nil then return cached or nil end
   local s = redis.call('HGET', K_MEMBERS, m)
-  if not s then return nil end
+  if not s then
+    RECS[m] = false
+    return nil
+  end
   local w, mx, held, wait, vs, vt, hseq, hu, kind = string.match(s,
     '^w=(%S+) max=(%S+) held=(%d+) wait=(%d+) vs=(%S+) vt=(%d+) head=(%d+):(%d+) kind=(%l+)$')
   if kind ~= 'set' and kind ~= 'auto' and kind ~= 'removed' then w = nil end
@@ -149,6 +157,7 @@ local function rec_load(m)
   r.rentry = ready_entry(r)
   r.was_active = r.held > 0 or r.wait > 0
   r.vs0 = r.vs
+  RECS[m] = r
   return r
 end
 
@@ -198,7 +207,9 @@ local function rec_save(r)
   r.was_active = active
   if not active and (r.kind == 'removed' or (r.kind == 'auto' and r.vs <= P.vclock)) then
     redis.call('HDEL', K_MEMBERS, r.m)
+    RECS[r.m] = false
   else
+    RECS[r.m] = r
     local mx = '-'
     if r.max then mx = I(r.max) end
     redis.call('HSET', K_MEMBERS, r.m, string.format('w=%s max=%s held=%d wait=%d vs=%.17g vt=%d head=%d:%d kind=%s',

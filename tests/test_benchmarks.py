@@ -22,3 +22,8 @@ def test_quick_benchmark_runs_every_section(tmp_path):
     for section in ("### cycle", "### contended", "### scaling"):
         assert section in text
     assert "floor: 2 x EVALSHA return 1" in text and "redis-server" in text
+    # the rows that take the wshare figures apart, and the bound of each contended section
+    for row in ("wshare scripts, bare FCALL", "bound: the scripts' Redis commands",
+                "bound: BLPOP/RPUSH token list", "x bound"):
+        assert row in text, row
+    assert text.count("bound: BLPOP/RPUSH token list") == 2
