@@ -444,7 +444,7 @@ def test_grant_racing_a_timeout_returns_the_lease(pool):
     waiter = new_id()
     assert pool._run("acquire", "b", 1, 30000, waiter, "wait", 10000, "")[0] == "queued"
     holder.release()  # grants the waiter and pushes to its wake list
-    message = pool._wait(waiter, -1, deadline=time.monotonic())  # its deadline has passed
+    message, _ = pool._wait(waiter, -1, deadline=time.monotonic())  # its deadline has passed
     assert message.startswith("ok:")
     assert pool.status().members["b"].held == 1 and pool.status().waiting == 0
 
@@ -473,7 +473,7 @@ def test_cancel_event_stops_a_waiter_and_a_racing_grant_is_given_back(pool):
     waiter = new_id()
     assert pool._run("acquire", "b", 2, 30000, waiter, "wait", 10000, "")[0] == "queued"
     holder.release()  # granted to the waiter ...
-    assert pool._wait(waiter, -1, None, cancel) == "cancelled"  # ... which was cancelled meanwhile
+    assert pool._wait(waiter, -1, None, cancel)[0] == "cancelled"  # ... which was cancelled meanwhile
     st = pool.status()
     assert (st.held, st.waiting) == (0, 0)
 

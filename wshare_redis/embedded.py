@@ -67,6 +67,13 @@ class RedisServer:
             self.proc.wait(timeout)
         return self.start(timeout)
 
+    def kill(self) -> None:
+        """SIGKILL the server (no shutdown, no final save), keeping its directory, as in a
+        crash; ``start()`` brings it back from what it had persisted."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def log_tail(self) -> str:
         try:
             with open(os.path.join(self.dir, "redis.log"), "rb") as f:

@@ -52,3 +52,22 @@ class MemberRemoved(WshareError, LookupError):
 
 class PoolStateError(WshareError):
     """The pool's state in Redis is not what wshare wrote (edited by hand?)."""
+
+
+class NotReplicated(WshareError):
+    """A grant or renewal was not confirmed by ``min_replicas`` replicas within
+    ``replica_timeout`` (WAIT). A grant is given back before this is raised; after a
+    renewal the lease stays live but keeps its previous expiry as far as the caller knows."""
+
+    def __init__(self, pool: str, what: str, wanted: int, acked: int, timeout: float) -> None:
+        super().__init__(
+            f"pool {pool!r}: {what} confirmed by {acked} of the {wanted} replica(s) required "
+            f"within {timeout:g}s (min_replicas)"
+        )
+        self.pool, self.wanted, self.acked, self.timeout = pool, wanted, acked, timeout
+
+
+class RedisUnavailable(WshareError, ConnectionError):
+    """Redis could not be reached while a blocking acquire waited, until its timeout passed.
+    The request was not granted to the caller; the server drops its queue entry by itself
+    once the waiter stops checking in (or, if it was granted meanwhile, the lease expires)."""

@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._checks import ttl_ms
-from .errors import LeaseLost
+from .errors import LeaseLost, NotReplicated
 
 if TYPE_CHECKING:
     from .pool import Pool
@@ -97,9 +97,9 @@ class Lease:
             except LeaseLost:
                 self._mark_lost("it was released, revoked or expired")
                 return
-            except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+            except (RedisConnectionError, RedisTimeoutError, OSError, NotReplicated) as e:
                 if time.monotonic() >= deadline:
-                    self._mark_lost(f"Redis unreachable until the lease ran out ({e})")
+                    self._mark_lost(f"not renewed (Redis unreachable or replicas behind) until the lease ran out ({e})")
                     return
                 log.warning("wshare: renewing lease %s of pool %r failed, retrying: %s", self.id, self.pool, e)
                 interval = min(self.ttl / 10, max(deadline - time.monotonic(), 0.0) / 2, 1.0)

@@ -21,8 +21,8 @@ class Lock:
 
     def __init__(self, client: Any, name: str, *, ttl: float = DEFAULT_TTL,
                  prefix: str = DEFAULT_PREFIX, auto_renew: bool = False,
-                 on_lost: Optional[OnLost] = None) -> None:
-        self.pool = Pool(client, name, prefix=prefix)
+                 on_lost: Optional[OnLost] = None, min_replicas: int = 0, replica_timeout: float = 0.1) -> None:
+        self.pool = Pool(client, name, prefix=prefix, min_replicas=min_replicas, replica_timeout=replica_timeout)
         self.ttl = ttl
         self.auto_renew = auto_renew
         self.on_lost = on_lost

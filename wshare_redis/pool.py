@@ -8,11 +8,13 @@ import threading
 import time
 from typing import Any, Optional, Sequence
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._checks import check_capacity, check_max_units, check_seconds, check_units, check_weight, ttl_ms
-from .errors import (AcquireCancelled, AcquireTimeout, InvalidRequest, MemberRemoved, PoolNotFound, PoolStateError,
-                     WshareError)
+from .errors import (AcquireCancelled, AcquireTimeout, InvalidRequest, MemberRemoved, NotReplicated, PoolNotFound,
+                     PoolStateError, RedisUnavailable, WshareError)
 from .keys import DEFAULT_PREFIX, check_name, pool_keys
 from .lease import Lease, OnLost
 from .scripts import scripts_for
@@ -27,6 +29,9 @@ HEARTBEAT = 2.0
 ALIVE_WINDOW = 10.0
 #: How often (seconds) a waiter given a ``cancel`` event looks at it.
 CANCEL_CHECK = 0.2
+#: While Redis is unreachable, a blocked waiter retries after this many seconds, doubling up to
+#: OUTAGE_BACKOFF_MAX, until its timeout.
+OUTAGE_BACKOFF, OUTAGE_BACKOFF_MAX = 0.05, 1.0
 #: Repeat calls of one operation that reports more work left (large batches).
 _MAX_ROUNDS = 100_000
 
@@ -62,9 +67,19 @@ class Pool:
 
     A cheap handle: creating one does no I/O. ``client`` is any redis-py client (sync),
     with ``decode_responses`` True or False; keys live under ``<prefix>:{<name>}:``.
+
+    ``min_replicas``: confirm every grant and renewal with WAIT on that many replicas
+    within ``replica_timeout`` seconds before returning it, so a failover to a replica
+    cannot lose it; an unconfirmed grant is given back and NotReplicated is raised.
     """
 
-    def __init__(self, client: Any, name: str, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, client: Any, name: str, *, prefix: str = DEFAULT_PREFIX, min_replicas: int = 0,
+                 replica_timeout: float = 0.1) -> None:
+        if isinstance(min_replicas, bool) or not isinstance(min_replicas, int) or not 0 <= min_replicas <= 1000:
+            raise InvalidRequest(f"min_replicas must be an int between 0 and 1000, not {min_replicas!r}")
+        self.min_replicas = min_replicas
+        self.replica_timeout = check_seconds(replica_timeout, "replica_timeout")
+        self._wait_ms = max(1, round(self.replica_timeout * 1000))
         self.keys = pool_keys(prefix, name)
         self.client = client
         self.name = name
@@ -82,8 +97,18 @@ class Pool:
     # -- script plumbing --------------------------------------------------------------------
 
     def _run(self, op: str, *args: Any) -> Any:
+        return self._run_acked(op, args, False)[0]
+
+    def _run_acked(self, op: str, args: tuple[Any, ...], confirm: bool) -> tuple[Any, int]:
+        """Run one operation; with ``confirm`` (and min_replicas) WAIT for the replicas on the
+        same connection too: (reply, replicas that acknowledged; 0 without confirm)."""
+        acked = 0
         try:
-            reply = self._scripts.call(op, self._script_keys, args)
+            if confirm and self.min_replicas:
+                reply, acked = self._scripts.call_confirmed(op, self._script_keys, args, self.min_replicas,
+                                                            self._wait_ms)
+            else:
+                reply = self._scripts.call(op, self._script_keys, args)
         except ResponseError as e:
             msg = str(e)
             if msg.startswith("WSHARE corrupt"):
@@ -92,7 +117,18 @@ class Pool:
             if msg.startswith("WSHARE"):
                 raise WshareError(f"pool {self.name!r}: {msg}") from None
             raise
-        return _text(reply)
+        return _text(reply), acked
+
+    def _confirmed(self, lease: Lease, acked: int) -> Lease:
+        """Return a fresh grant if enough replicas acknowledged it, else give it back and raise."""
+        if self.min_replicas and acked < self.min_replicas:
+            try:
+                lease.release()
+            except Exception:  # the lease expires by itself; the error below matters more
+                log.warning("wshare: could not give back unconfirmed lease %s of pool %r", lease.id, self.name,
+                            exc_info=True)
+            raise NotReplicated(self.name, "grant", self.min_replicas, acked, self.replica_timeout)
+        return lease
 
     def _fail(self, reply: list[Any]) -> None:
         kind = reply[0]
@@ -166,12 +202,13 @@ class Pool:
         check_units(units)
         ms = ttl_ms(ttl)
         lease_id = new_id()
-        reply = self._run("acquire", member, units, ms, lease_id, "try", 0, "", "")
+        reply, acked = self._run_acked("acquire", (member, units, ms, lease_id, "try", 0, "", ""), True)
         if reply[0] == "busy":
             return None
         if reply[0] != "ok":
             self._fail(reply)
-        return self._granted(lease_id, member, units, ms, reply[1], reply[2], auto_renew, on_lost)
+        return self._confirmed(self._granted(lease_id, member, units, ms, reply[1], reply[2], auto_renew, on_lost),
+                               acked)
 
     def acquire(self, member: str, *, units: int = 1, ttl: float = DEFAULT_TTL,
                 timeout: Optional[float] = None, auto_renew: bool = False,
@@ -200,19 +237,23 @@ class Pool:
         while True:  # more than once only if the waiter was purged while stalled
             waiter = new_id()
             try:
-                reply = self._run("acquire", member, units, ms, waiter, mode, self._alive_ms(deadline), create, "")
+                reply, acked = self._run_acked(
+                    "acquire", (member, units, ms, waiter, mode, self._alive_ms(deadline), create, ""), True)
             except BaseException:
                 if mode == "wait":  # the request may have been queued or granted before the interrupt
                     self._give_up(waiter)
                 raise
             if reply[0] == "ok":
-                return self._granted(waiter, member, units, ms, reply[1], reply[2], auto_renew, on_lost)
+                return self._confirmed(self._granted(waiter, member, units, ms, reply[1], reply[2], auto_renew,
+                                                     on_lost), acked)
             if reply[0] == "busy":
                 raise AcquireTimeout(self.name, member, units, 0.0)
             if reply[0] != "queued":
                 self._fail(reply)
             try:
-                message = self._wait(waiter, int(reply[1]), deadline, cancel)
+                message, acked = self._wait(waiter, int(reply[1]), deadline, cancel)
+            except RedisUnavailable:
+                raise
             except BaseException:
                 self._give_up(waiter)
                 raise
@@ -222,7 +263,7 @@ class Pool:
                 raise AcquireTimeout(self.name, member, units, timeout or 0.0)
             if message == "cancelled":
                 raise AcquireCancelled(f"pool {self.name!r}: request of member {member!r} cancelled")
-            return self._delivered(message, waiter, member, units, ms, auto_renew, on_lost)
+            return self._confirmed(self._delivered(message, waiter, member, units, ms, auto_renew, on_lost), acked)
 
     def _alive_ms(self, deadline: Optional[float]) -> int:
         window = ALIVE_WINDOW
@@ -231,40 +272,79 @@ class Pool:
         return round(window * 1000)
 
     def _wait(self, waiter: str, next_expiry_ms: int, deadline: Optional[float],
-              cancel: Optional[threading.Event] = None) -> Optional[str]:
+              cancel: Optional[threading.Event] = None) -> tuple[Optional[str], int]:
         """Block on the waiter's wake list, checking in every HEARTBEAT seconds and when the
         earliest lease runs out (so a crashed holder's units move on with no other client
         acting). Returns the message pushed to the waiter, "timeout" or "cancelled" once it
-        has left the queue, or None if it was purged as dead and must ask again."""
-        wake = self.keys.wake(waiter)
+        has left the queue, or None if it was purged as dead and must ask again; with the
+        replicas that acknowledged it (min_replicas).
+
+        If Redis becomes unreachable, it retries with backoff and carries on once Redis is
+        back (with AOF the queue entry survives a restart); RedisUnavailable if the deadline
+        passes first."""
+        backoff = OUTAGE_BACKOFF
+        down_since: Optional[float] = None
         now = time.monotonic()
-        check_in = now + self._max_block
+        check_in = now + self._max_block  # when to check in first
         if next_expiry_ms >= 0:
             check_in = min(check_in, now + next_expiry_ms / 1000 + 0.002)
+        while True:
+            try:
+                result = self._wait_round(waiter, deadline, cancel, check_in)
+            except (RedisConnectionError, RedisTimeoutError) as e:
+                now = time.monotonic()
+                if down_since is None:
+                    down_since = now
+                    log.warning("wshare: Redis unreachable while waiting in pool %r, retrying: %s", self.name, e)
+                if deadline is not None and now >= deadline:
+                    raise RedisUnavailable(
+                        f"pool {self.name!r}: Redis unreachable for {now - down_since:.1f}s while waiting, until "
+                        f"the timeout passed ({e})") from e
+                if cancel is not None and cancel.is_set():
+                    raise AcquireCancelled(f"pool {self.name!r}: request cancelled while Redis was unreachable") from e
+                pause = backoff if deadline is None else min(backoff, max(deadline - now, 0.0))
+                if cancel is not None:
+                    cancel.wait(pause)
+                else:
+                    time.sleep(pause)
+                backoff = min(backoff * 2, OUTAGE_BACKOFF_MAX)
+                check_in = time.monotonic()  # check in at once when Redis is back
+                continue
+            if down_since is not None:
+                log.warning("wshare: Redis reachable again after %.1fs; pool %r", time.monotonic() - down_since,
+                            self.name)
+            return result
+
+    def _wait_round(self, waiter: str, deadline: Optional[float], cancel: Optional[threading.Event],
+                    check_in: float) -> tuple[Optional[str], int]:
+        """The body of _wait, until a message, a stop, or a Redis error."""
+        wake = self.keys.wake(waiter)
         while True:
             now = time.monotonic()
             stop = "cancelled" if cancel is not None and cancel.is_set() else None
             if stop is None and deadline is not None and now >= deadline:
                 stop = "timeout"
             if stop is not None:
-                reply = self._more(self._run("cancel", waiter))
+                reply, acked = self._run_acked("cancel", (waiter,), True)
+                reply = self._more(reply)
                 if reply[0] == "wake":
                     message = str(reply[1])
                     if stop == "cancelled" and message.startswith("ok:"):
                         self._release(waiter)  # granted in the same instant: give it back
-                        return stop
-                    return message  # a grant racing the timeout is kept
+                        return stop, acked
+                    return message, acked  # a grant racing the timeout is kept
                 if reply[0] == "nopool":
                     raise PoolNotFound(self.name)
-                return stop
+                return stop, acked
             if now >= check_in:
-                reply = self._more(self._run("wait", waiter, self._alive_ms(deadline)))
+                reply, acked = self._run_acked("wait", (waiter, self._alive_ms(deadline)), True)
+                reply = self._more(reply)
                 if reply[0] == "wake":
-                    return str(reply[1])
+                    return str(reply[1]), acked
                 if reply[0] == "gone":
                     log.warning("wshare: waiter in pool %r was purged as dead after a stall; asking again",
                                 self.name)
-                    return None
+                    return None, acked
                 if reply[0] != "queued":
                     self._fail(reply)
                 check_in = now + self._max_block
@@ -275,9 +355,20 @@ class Pool:
                 block = min(block, deadline - now)
             if cancel is not None:
                 block = min(block, CANCEL_CHECK)
-            item = self.client.blpop([wake], timeout=max(block, 0.001))
+            item, acked = self._pop(wake, max(block, 0.001))
             if item is not None:
-                return str(_text(item[1]))
+                return str(_text(item[1])), acked
+
+    def _pop(self, wake: str, timeout: float) -> tuple[Any, int]:
+        """BLPOP the wake list; with min_replicas, WAIT on the same connection: the pop is a
+        write made after the grant, so its acknowledgement covers the grant."""
+        if not self.min_replicas:
+            return self.client.blpop([wake], timeout=timeout), 0
+        pipe = self.client.pipeline(transaction=False)
+        pipe.blpop([wake], timeout=timeout)
+        pipe.execute_command("WAIT", self.min_replicas, self._wait_ms)
+        item, acked = pipe.execute()
+        return item, int(acked)
 
     def _give_up(self, waiter: str) -> None:
         """Leave the queue after an interrupt. A grant that raced with it is released, also
@@ -370,8 +461,13 @@ class Pool:
     # -- lease operations (used by Lease) ----------------------------------------------------
 
     def _renew(self, lease_id: str, ms: int) -> Optional[int]:
-        reply = self._more(self._run("renew", lease_id, ms))
-        return int(reply[1]) if reply[0] == "ok" else None
+        reply, acked = self._run_acked("renew", (lease_id, ms), True)
+        reply = self._more(reply)
+        if reply[0] != "ok":
+            return None
+        if self.min_replicas and acked < self.min_replicas:
+            raise NotReplicated(self.name, "renewal", self.min_replicas, acked, self.replica_timeout)
+        return int(reply[1])
 
     def _release(self, lease_id: str) -> bool:
         ended, more = self._run("release", lease_id)

@@ -96,6 +96,35 @@ class Scripts:
                     break
         return getattr(self, op)(keys=keys, args=args)
 
+    def call_confirmed(self, op: str, keys: list[str], args: tuple[Any, ...], replicas: int,
+                       timeout_ms: int) -> tuple[Any, int]:
+        """Run an operation and then WAIT for ``replicas`` replicas on the same connection
+        (one pipeline, one round trip): (reply, replicas that acknowledged the write)."""
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            if self.functions is not False:
+                pipe.fcall(self.names[op], len(keys), *keys, *args)
+            else:
+                getattr(self, op)(keys=keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            reply, acked = pipe.execute(raise_on_error=False)
+            if isinstance(acked, Exception):
+                raise acked
+            if isinstance(reply, ResponseError) and self.functions is not False:
+                text = str(reply).lower()
+                if "function not found" in text and attempt == 1:
+                    self._load()
+                    continue
+                if "unknown command" in text:
+                    self.functions = False
+                    continue
+            if isinstance(reply, Exception):
+                raise reply
+            if self.functions is None:
+                self.functions = True
+            return reply, int(acked)
+        raise ResponseError(f"could not run {op}")  # pragma: no cover
+
     def _load(self) -> None:
         try:
             self.client.function_load(self.code)
