@@ -17,7 +17,7 @@ from .errors import (AcquireCancelled, AcquireTimeout, InvalidRequest, MemberRem
                      PoolStateError, RedisUnavailable, WshareError)
 from .keys import DEFAULT_PREFIX, check_name, pool_keys
 from .lease import Lease, OnLost
-from .scripts import scripts_for
+from .scripts import node_client, scripts_for
 from .status import PoolStatus, build_status
 
 log = logging.getLogger("wshare_redis")
@@ -364,7 +364,7 @@ class Pool:
         write made after the grant, so its acknowledgement covers the grant."""
         if not self.min_replicas:
             return self.client.blpop([wake], timeout=timeout), 0
-        pipe = self.client.pipeline(transaction=False)
+        pipe = node_client(self.client, wake).pipeline(transaction=False)
         pipe.blpop([wake], timeout=timeout)
         pipe.execute_command("WAIT", self.min_replicas, self._wait_ms)
         item, acked = pipe.execute()
@@ -445,15 +445,12 @@ class Pool:
 
     def lease(self, lease_id: str) -> Optional[Lease]:
         """The live lease with this id, or None (a handle to renew or release it)."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hget(self.keys.key("leases"), lease_id)
-        pipe.zscore(self.keys.key("expiry"), lease_id)
-        pipe.time()
-        record, expires_ms, (sec, usec) = pipe.execute()
-        if record is None or expires_ms is None or expires_ms <= int(sec) * 1000 + int(usec) // 1000:
+        reply = self._run("lease", lease_id)
+        if reply[0] != "ok":
             return None
+        record, expires_ms = reply[1], reply[2]
         try:
-            units, token, ttl, _granted, member = str(_text(record)).split(":", 4)
+            units, token, ttl, _granted, member = str(record).split(":", 4)
             return Lease(self, lease_id, member, int(units), int(token), float(expires_ms) / 1000, int(ttl) / 1000)
         except ValueError:
             raise PoolStateError(f"pool {self.name!r}: malformed lease record {record!r}") from None

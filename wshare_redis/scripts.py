@@ -16,7 +16,7 @@ from typing import Any, Optional
 from redis.exceptions import ResponseError
 
 OPERATIONS = ("acquire", "release", "renew", "wait", "cancel", "configure", "set_member",
-              "remove_member", "status", "leases", "delete", "tick")
+              "remove_member", "status", "leases", "lease", "delete", "tick")
 
 
 def lua_dir() -> Path:
@@ -101,7 +101,7 @@ class Scripts:
         """Run an operation and then WAIT for ``replicas`` replicas on the same connection
         (one pipeline, one round trip): (reply, replicas that acknowledged the write)."""
         for attempt in (1, 2):
-            pipe = self.client.pipeline(transaction=False)
+            pipe = node_client(self.client, keys[0]).pipeline(transaction=False)
             if self.functions is not False:
                 pipe.fcall(self.names[op], len(keys), *keys, *args)
             else:
@@ -131,6 +131,15 @@ class Scripts:
         except ResponseError as e:
             if "already exists" not in str(e).lower():
                 raise
+
+
+def node_client(client: Any, key: str) -> Any:
+    """The client to pipeline commands about ``key`` with a keyless command such as WAIT: on
+    Redis Cluster the plain client of the node serving the key, else ``client`` itself."""
+    get_node = getattr(client, "get_node_from_key", None)
+    if get_node is None:
+        return client
+    return client.get_redis_connection(get_node(key))
 
 
 _by_client: "weakref.WeakKeyDictionary[Any, Scripts]" = weakref.WeakKeyDictionary()

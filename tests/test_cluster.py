@@ -1,0 +1,90 @@
+"""Redis Cluster specifics, on the real three-primary cluster of the session (the core suite
+runs on it too, through the ``r`` fixture's "cluster" parameter)."""
+from __future__ import annotations
+
+import threading
+from typing import Any, Iterator
+
+import pytest
+from redis.cluster import RedisCluster
+
+from wshare_redis import Lock, NotReplicated, Pool
+
+pytestmark = pytest.mark.real
+
+
+@pytest.fixture
+def rc(redis_cluster: Any) -> Iterator[RedisCluster]:
+    client = RedisCluster.from_url(redis_cluster.url)
+    client.flushall()
+    yield client
+    client.close()
+
+
+def pools_on_every_shard(rc: RedisCluster) -> dict[str, Pool]:
+    """Pools named so that every primary of the cluster serves at least one of them."""
+    by_node: dict[str, Pool] = {}
+    for i in range(200):
+        pool = Pool(rc, f"pool-{i}")
+        node = rc.get_node_from_key(pool.keys.key("pool")).name
+        by_node.setdefault(node, pool)
+        if len(by_node) == 3:
+            return by_node
+    raise AssertionError(f"pool names reached only {sorted(by_node)}")
+
+
+def test_pools_on_different_shards_work_side_by_side(rc):
+    pools = pools_on_every_shard(rc)
+    for node, pool in pools.items():
+        pool.configure(capacity=2)
+        pool.set_weight("a", 2)
+        first = pool.try_acquire("a", ttl=30)
+        assert first is not None
+        assert pool.lease(first.id) is not None  # the single-lease lookup is one script too
+        second = pool.acquire("b", timeout=1)
+        assert pool.try_acquire("c") is None
+        assert pool.status().held == 2
+        assert [x.id for x in pool.leases()] == sorted([first.id, second.id],
+                                                      key=lambda i: pool.lease(i).expires_at)  # type: ignore[union-attr]
+        # every key of the pool lives on the one node that serves its hash tag
+        for n in rc.get_primaries():
+            keys = list(rc.get_redis_connection(n).scan_iter(match=pool.keys.pattern))
+            assert (n.name == node) == bool(keys), (n.name, node, keys)
+        assert first.release() and second.release()
+    # deleting one pool leaves the others
+    doomed, *kept = pools.values()
+    assert doomed.delete()
+    assert not list(rc.scan_iter(match=doomed.keys.pattern))
+    for pool in kept:
+        assert pool.status().capacity == 2
+
+
+def test_a_blocked_waiter_is_handed_the_unit_on_its_shard(rc):
+    for pool in pools_on_every_shard(rc).values():
+        pool.configure(capacity=1)
+        holder = pool.try_acquire("a")
+        assert holder is not None
+        got: dict[str, Any] = {}
+        t = threading.Thread(target=lambda p=pool: got.update(lease=p.acquire("b", timeout=10)))
+        t.start()
+        for _ in range(500):
+            if pool.status().waiting:
+                break
+            threading.Event().wait(0.01)
+        assert holder.release()
+        t.join(timeout=15)
+        assert got["lease"].token > holder.token
+        got["lease"].release()
+
+
+def test_lock_and_min_replicas_on_a_cluster(rc):
+    lock = Lock(rc, "cluster-lock", ttl=5)
+    with lock as lease:
+        assert lease.token > 0
+    # the cluster has no replicas: WAIT (sent to the pool's own node) confirms nothing
+    pool = Pool(rc, "needs-replicas", min_replicas=1, replica_timeout=0.05)
+    pool.configure(capacity=1)
+    with pytest.raises(NotReplicated) as e:
+        pool.try_acquire("a")
+    assert e.value.acked == 0
+    assert pool.status().held == 0  # given back
