@@ -68,14 +68,14 @@ return run(function()
 
   P.seq = P.seq + 1
   local e = m .. '\0' .. string.format('%016d', P.seq) .. '\0' .. I(units) .. '\0' .. I(ttl) .. '\0' .. id
-  redis.call('ZADD', K_QUEUE, 0, e)
+  redis.call('ZADD', K_QUEUE, '0', e)
   redis.call('HSET', K_WAITERS, id, e)
   if mode == 'park' then
     redis.call('HSET', K_PARKED, id, m)
   else
-    redis.call('ZADD', K_ALIVE, now + tonumber(ARGV[6]), id)
+    redis.call('ZADD', K_ALIVE, I(now + tonumber(ARGV[6])), id)
   end
-  redis.call('ZADD', K_SIZES, units, id)
+  redis.call('ZADD', K_SIZES, I(units), id)
   if r.wait == 0 then r.hseq, r.hu = P.seq, units end
   r.wait = r.wait + units
   P.waiting = P.waiting + units

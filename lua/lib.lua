@@ -55,10 +55,12 @@ local function abort(code, msg)
   error({wshare = code .. ' ' .. msg})
 end
 
--- Numbers as text: I for integers, F for exact floats. Arguments of redis.call need neither:
--- Redis (and fakeredis) turn a Lua number into its exact '%.17g' text themselves, faster.
+-- Numbers as text: I for integers, F for exact floats. Redis turns a Lua number passed to
+-- redis.call into '%.17g' text itself (exact, but slower than '%d' for integers), so integer
+-- arguments go as I(x) and constants as strings; floats go as numbers.
 local function I(x) return string.format('%d', x) end
 local function F(x) return string.format('%.17g', x) end
+local MAX_RECLAIM_S, MAX_PURGE_S = '64', '64'  -- MAX_RECLAIM, MAX_PURGE as text (no string library at load time)
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -76,6 +78,7 @@ end
 
 local POOL_FIELDS = {'capacity', 'default_weight', 'held', 'waiting', 'token', 'seq', 'vclock', 'avg_hold'}
 local SAVED_FIELDS = {'held', 'waiting', 'token', 'seq', 'vclock', 'avg_hold'}
+local SAVED_INT = {held = true, waiting = true, token = true, seq = true}
 
 local function load_pool()
   local v = redis.call('HMGET', K_POOL, unpack(POOL_FIELDS))
@@ -99,7 +102,7 @@ local function init_pool(capacity, dw)
   P = {capacity = capacity, dw = dw, held = 0, waiting = 0, token = tonumber(t[1]) * 1000000 + tonumber(t[2]),
        seq = 0, vclock = 0, avg_hold = 0}
   P0 = {}
-  redis.call('HSET', K_POOL, 'capacity', capacity, 'default_weight', dw)
+  redis.call('HSET', K_POOL, 'capacity', I(capacity), 'default_weight', dw)
 end
 
 -- Write the fields of the pool's hash that changed in this call.
@@ -108,7 +111,8 @@ local function save_pool()
   for _, f in ipairs(SAVED_FIELDS) do
     local v = P[f]
     if v ~= P0[f] then
-      args[n + 1], args[n + 2], n = f, v, n + 2
+      if SAVED_INT[f] then args[n + 1], args[n + 2] = f, I(v) else args[n + 1], args[n + 2] = f, v end
+      n = n + 2
       P0[f] = v
     end
   end
@@ -181,7 +185,7 @@ local function touch(r, now)
 end
 
 local function lowest(zkey)
-  local t = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
+  local t = redis.call('ZRANGE', zkey, '0', '0', 'WITHSCORES')
   if t[1] then return tonumber(t[2]) end
   return nil
 end
@@ -232,7 +236,7 @@ local function place(r, wref)
     -- Nobody waiting: bound the credit against the other members using the pool.
     local ref = wref
     if not ref then
-      local t = redis.call('ZRANGE', K_ACTIVE, 0, 1, 'WITHSCORES')
+      local t = redis.call('ZRANGE', K_ACTIVE, '0', '1', 'WITHSCORES')
       if t[1] and t[1] ~= r.m then ref = tonumber(t[2]) elseif t[3] then ref = tonumber(t[4]) end
     end
     if ref then
@@ -253,7 +257,7 @@ local function parse_entry(e)
 end
 
 local function first_entry(m)
-  return redis.call('ZRANGEBYLEX', K_QUEUE, '[' .. m .. '\0', '(' .. m .. '\1', 'LIMIT', 0, 1)[1]
+  return redis.call('ZRANGEBYLEX', K_QUEUE, '[' .. m .. '\0', '(' .. m .. '\1', 'LIMIT', '0', '1')[1]
 end
 
 local function set_head(r)
@@ -277,7 +281,7 @@ end
 local function notify(id, msg, ttl)
   local k = K_WAKE .. id
   redis.call('RPUSH', k, msg)
-  redis.call('PEXPIRE', k, ttl)
+  redis.call('PEXPIRE', k, I(ttl))
 end
 
 -- Take a waiter out of the queue (gave up, purged, failed). notice: message for its wake list.
@@ -308,7 +312,7 @@ local function grant(r, id, units, ttl, now, wake)
   P.token = P.token + 1
   local exp = now + ttl
   redis.call('HSET', K_LEASES, id, string.format('%d:%d:%d:%d:', units, P.token, ttl, now) .. r.m)
-  redis.call('ZADD', K_EXPIRY, exp, id)
+  redis.call('ZADD', K_EXPIRY, I(exp), id)
   if wake then notify(id, 'ok:' .. I(P.token) .. ':' .. I(exp), ttl) end
   return P.token, exp
 end
@@ -346,7 +350,7 @@ local function dispatch(now)
   for _ = 1, MAX_GRANTS do
     local free = P.capacity - P.held
     if free <= 0 or P.waiting <= 0 then return false end
-    local top = redis.call('ZRANGE', K_READY, 0, 0)[1]
+    local top = redis.call('ZRANGE', K_READY, '0', '0')[1]
     if not top then return false end
     local r = rec_need(string.sub(top, 18))
     if r.hu > free then return false end  -- the head is never overtaken (rule 4)
@@ -367,13 +371,13 @@ end
 
 -- Reclaim expired leases and dead waiters (bounded batches), then hand off what is free.
 local function housekeeping(now)
-  local expired = redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', now, 'WITHSCORES', 'LIMIT', 0, MAX_RECLAIM)
+  local expired = redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', I(now), 'WITHSCORES', 'LIMIT', '0', MAX_RECLAIM_S)
   for i = 1, #expired, 2 do
     local id = expired[i]
     if not end_lease(id, now, tonumber(expired[i + 1])) then redis.call('ZREM', K_EXPIRY, id) end
   end
   if P.waiting > 0 then
-    for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_ALIVE, '-inf', now, 'LIMIT', 0, MAX_PURGE)) do
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_ALIVE, '-inf', I(now), 'LIMIT', '0', MAX_PURGE_S)) do
       if not drop_waiter(id, now, false) then redis.call('ZREM', K_ALIVE, id) end
     end
   end
@@ -382,7 +386,7 @@ end
 
 -- Milliseconds until the earliest lease expiry (-1: no lease): when waiters re-check.
 local function next_expiry(now)
-  local t = redis.call('ZRANGE', K_EXPIRY, 0, 0, 'WITHSCORES')
+  local t = redis.call('ZRANGE', K_EXPIRY, '0', '0', 'WITHSCORES')
   if t[1] then return math.max(tonumber(t[2]) - now, 0) end
   return -1
 end

@@ -11,7 +11,7 @@ return run(function()
   local result = {'lost'}
   if exp and tonumber(exp) > now and redis.call('HEXISTS', K_LEASES, id) == 1 then
     exp = now + tonumber(ARGV[2])
-    redis.call('ZADD', K_EXPIRY, exp, id)
+    redis.call('ZADD', K_EXPIRY, I(exp), id)
     result = {'ok', I(exp)}
   end
   result[#result + 1] = housekeeping(now) and 1 or 0

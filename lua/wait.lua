@@ -29,7 +29,7 @@ return run(function()
       save_pool()
       return {'wake', 'err:invalid:' .. why, more}
     end
-    redis.call('ZADD', K_ALIVE, now + tonumber(ARGV[2]), id)
+    redis.call('ZADD', K_ALIVE, I(now + tonumber(ARGV[2])), id)
     save_pool()
     return {'queued', I(next_expiry(now)), more}
   end
