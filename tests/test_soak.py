@@ -3,14 +3,18 @@ checker (workers/soak_check.py) fed hand-made histories, so that it is seen to f
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "workers"))
 
 from soak import run_soak  # noqa: E402
 from soak_check import check  # noqa: E402
+from wshare_redis import AcquireTimeout, Pool  # noqa: E402
 
 T0 = 1_700_000_000.0  # client seconds; server ms below are relative to it too
 
@@ -158,7 +162,9 @@ def _fair_history(share_a: float):
 
 def test_checker_detects_shares_that_ignore_the_weights():
     assert rules(_fair_history(0.25)) == {}      # 1 : 3, the ideal
-    assert rules(_fair_history(0.5)) == {"fairness": 2}  # 2 : 2
+    # 2 : 2: a is 1 unit off what it is due (so is b), and 0.9 unit-seconds beyond its fair
+    # share with no catch-up credit (no average hold time recorded: the bound is 0)
+    assert rules(_fair_history(0.5)) == {"fairness": 2, "credit": 1}
 
 
 def test_checker_detects_what_is_left_at_the_end():
@@ -185,3 +191,53 @@ def test_short_chaos_soak(url, tmp_path):
     assert c["reweights"] > 0 and c["resizes_up"] > 0 and c["resizes_down"] > 0
     assert c["revocations"] > 0 and c["timeouts"] > 0 and c["busy"] > 0 and c["renewals"] > 0
     assert c["grants"] > 300 and c["fair_windows"] > 0 and c["snapshots"] > 50
+
+
+def _cycle(url, name, member, stop, held, phase, lock):
+    """Acquire one unit, hold it 20 ms, release, until ``stop``; add hold time in phase B to held."""
+    client = redis.Redis.from_url(url)
+    pool = Pool(client, name)
+    try:
+        while time.time() < stop:
+            try:
+                lease = pool.acquire(member, units=1, ttl=5, timeout=1)
+            except AcquireTimeout:
+                continue
+            t0 = time.time()
+            time.sleep(0.02)
+            t1 = time.time()
+            lease.release()
+            if phase[0] == "B":
+                with lock:
+                    held[member] += t1 - t0
+    finally:
+        client.close()
+
+
+@pytest.mark.real
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="engine: a member held back by its own max_units banks unbounded credit "
+                   "(its S lags; place() bounds credit only when a member's queue empties) and, once the cap "
+                   "stops binding, takes nearly everything for as long as it was capped (found by the soak's "
+                   "credit rule)")
+def test_a_member_held_back_by_its_cap_banks_no_unbounded_credit(url, name):
+    pool = Pool(redis.Redis.from_url(url), name)
+    pool.configure(capacity=4)
+    pool.set_weight("g", 1, max_units=1)  # equal weights; g may hold 1 unit
+    pool.set_weight("o", 1)
+    held, phase, lock = {"g": 0.0, "o": 0.0}, ["A"], threading.Lock()
+    stop = time.time() + 4.0
+    threads = [threading.Thread(target=_cycle, args=(url, name, m, stop, held, phase, lock))
+               for m in ["g"] * 3 + ["o"] * 5]
+    for t in threads:
+        t.start()
+    time.sleep(2.0)  # A: g holds its cap of 1, o holds 3; both always queue for more
+    pool.configure(capacity=1)  # B: g's cap no longer binds; the fair split is 1 : 1
+    phase[0] = "B"
+    for t in threads:
+        t.join()
+    pool.client.close()
+    share_g = held["g"] / (held["g"] + held["o"])
+    print(f"g's share of the unit after the shrink: {share_g:.2f} (fair 0.5)")
+    # Rule 3 bounds catch-up by 4 x capacity x avg hold = 4 x 1 x 0.02 s: under 0.05 of 2 s.
+    assert share_g < 0.7

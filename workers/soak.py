@@ -127,7 +127,7 @@ def _work(pool: Pool, rec: Recorder, a: argparse.Namespace, th: int) -> None:
             time.sleep(0.05)
             continue
         except Exception as e:
-            rec.write("error", th=th, t=time.time(), msg=f"acquire: {e!r}")
+            rec.write("error", th=th, t=time.time(), msg=f"acquire: {type(e).__name__}: {e}")
             time.sleep(0.1)
             continue
         rec.write("grant", th=th, id=lease.id, member=a.member, units=units, token=lease.token,
@@ -139,7 +139,7 @@ def _work(pool: Pool, rec: Recorder, a: argparse.Namespace, th: int) -> None:
         try:
             ended = lease.release()
         except Exception as e:
-            rec.write("error", th=th, t=time.time(), msg=f"release: {e!r}")
+            rec.write("error", th=th, t=time.time(), msg=f"release: {type(e).__name__}: {e}")
             continue
         rec.write("released", th=th, id=lease.id, t_req=t_rel, t=time.time(), ended=ended)
 
@@ -165,7 +165,7 @@ def _hold(lease: Any, rec: Recorder, a: argparse.Namespace, th: int, rng: random
                 rec.write("renew", th=th, id=lease.id, t_req=t_req, t=time.time(), ok=False)
                 return
             except Exception as e:
-                rec.write("error", th=th, t=time.time(), msg=f"renew: {e!r}")
+                rec.write("error", th=th, t=time.time(), msg=f"renew: {type(e).__name__}: {e}")
                 return
             rec.write("renew", th=th, id=lease.id, t_req=t_req, t=time.time(), ok=True,
                       exp_ms=round(lease.expires_at * 1000))
@@ -323,11 +323,31 @@ class Orchestrator:
         self.rec.write("resize", capacity=new, old=self.capacity, t_req=t_req, t=time.time())
         self.capacity = new
 
+    def holding(self, ch: Child) -> bool:
+        """Whether one of the child's threads holds a lease now, from the tail of its records."""
+        try:
+            with open(self.run_dir / f"w{ch.proc:04d}.jsonl", "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(f.tell() - 16384, 0))
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            return False
+        last: dict[Any, str] = {}
+        for line in lines:
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            if "th" in r:
+                last[r["th"]] = r["ev"] if r["ev"] != "renew" or r["ok"] else "lost"
+        return any(ev in ("grant", "renew", "release") for ev in last.values())
+
     def chaos_kill(self) -> None:
         alive = [ch for ch in self.children.values() if not ch.killed and ch.popen.poll() is None]
         if not alive:
             return
-        victim = self.rng.choice(alive)
+        holders = [ch for ch in alive if self.rng.random() < 0.5 and self.holding(ch)]
+        victim = self.rng.choice(holders or alive)  # half the time, a process holding a lease
         self.kill(victim)
         self.pending.append((time.time() + self.rng.uniform(0.1, 0.8), victim.member, victim.proc))
 
@@ -361,7 +381,7 @@ class Orchestrator:
             parsed[lid] = [int(units), int(token), int(ttl), int(granted), exp.get(lid), member]
         snap = {"t_req": t_req, "t": time.time(), "server_ms": int(sec) * 1000 + int(usec) // 1000,
                 "capacity": int(pool.get("capacity", 0)), "held": int(pool.get("held", 0)),
-                "waiting": int(pool.get("waiting", 0)), "leases": parsed,
+                "waiting": int(pool.get("waiting", 0)), "avg_hold": float(pool.get("avg_hold", 0)), "leases": parsed,
                 "expiry_only": sorted(set(exp) - set(leases)), "waiters": sorted(waiters),
                 "members": {m: _member(m, r, int(sec) * 1000 + int(usec) // 1000) for m, r in members.items()}}
         self.rec.write("snapshot", **snap)

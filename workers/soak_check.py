@@ -46,24 +46,29 @@ counters
     units of the lease records, each member's ``held`` the sum of its leases, ``waiting``
     the sum of the members' queued units, and the expiry index lists exactly the leases.
 fairness
-    In every calm window (no orchestrator action; the soak schedules one per phase, after
-    a settle time) that is saturated (waiting > 0 in >= 80% of its snapshots, held never
-    above capacity), each member's time-averaged units held (from the leases' intervals
-    [g, e_lo], between the window's first and last snapshot) is within
-    fair_rel * due + fair_abs of what it is due. "Due" is the weighted water-filling of the
-    units in use, started from each member's virtual service S in the first snapshot
-    (due_service): with equal S it is exactly wshare_redis.status.fair_shares (reported as
-    "fair" next to it), and where the chaos before the window left some member ahead or
-    behind in S (kills leave dead waiters that are granted, replacements start late), rule
-    3 has the others catch up first, which the plain fair share does not model. Demands
-    are each member's average held + queued units in the window's snapshots, capped by
-    max_units (a member asking for up to u units at a time may stay up to u - 1 below its
-    cap: a request that would overshoot it waits). The tolerance adds "lump", the largest
-    share a single lease contributed to the window: service comes in whole leases, and a
-    member granted a long lease at the lowest S keeps it while its S passes the others'.
-    fair_rel and fair_abs default to 0.1 and 0.25 units: wide for a noisy 2-core machine
-    (runs show errors of a few hundredths of a unit, lump is typically 0.2 - 0.4), narrow
-    enough that shares ignoring the weights fail.
+    Judged in every calm window (no orchestrator action: the soak schedules one per phase,
+    after a settle time), from its first snapshot after any leases granted before a shrink
+    are gone to its last, if saturated (units queued in >= 80% of its snapshots) and never
+    above capacity. Each member's time-averaged units held (leases' intervals [g, e_lo]) is
+    within fair_rel * due + fair_abs + lump of what rule 3 makes it due: the weighted
+    water-filling of the units in use, starting from each member's virtual service S in the
+    first snapshot (due_service). With equal S that is exactly
+    wshare_redis.status.fair_shares (reported as "fair"); where the chaos before the window
+    left a member ahead or behind in S (dead waiters are granted, replacements start late),
+    the others catch up first, which the plain fair share does not model. Demand is each
+    member's average held + queued units in the window, capped by max_units (a member
+    asking for up to u units at a time may stay up to u - 1 below its cap: a request that
+    would overshoot it waits). "lump" is the largest share one lease contributed: service
+    comes in whole leases, and a member granted a long lease at the lowest S keeps it while
+    its S passes the others'. fair_rel and fair_abs default to 0.1 and 0.25 units: wide for
+    a noisy 2-core machine (runs show errors of a few hundredths of a unit; lump is
+    typically 0.2-0.4), narrow enough that shares ignoring the weights fail.
+credit
+    "due" follows the engine's S wherever it is; this rule checks that S never carries more
+    credit than rule 3 documents. In the same windows no member may hold more than its plain
+    fair share by more than the bounded catch-up: (held - fair) x window <= B + (fair_rel *
+    fair + fair_abs + lump) x window, with B = 4 x capacity x the pool's average hold time
+    (unit-seconds, as of the window's first snapshot).
 final
     After all workers stopped and every killed holder's ttl and every dead waiter's deadline
     had passed (plus margin), one status call leaves no lease, waiter, queued unit or held
@@ -91,6 +96,8 @@ KEEP_PER_RULE = 8
 SATURATED = 0.8
 #: Snapshots a calm window needs to be judged.
 MIN_WINDOW_SNAPSHOTS = 5
+#: README rule 3: catch-up credit is at most this many times capacity x average hold time.
+CREDIT_PERIODS = 4
 
 
 @dataclass
@@ -501,18 +508,21 @@ def _check_fairness(orch: list[dict], snapshots: list[dict], leases: dict[str, L
         snaps = [s for s in snapshots if _ms(w["start"], off) <= s["server_ms"] <= _ms(w["end"], off)]
         row: dict[str, Any] = {"phase": w.get("phase"), "snapshots": len(snaps)}
         rep.fairness.append(row)
+        cap = capacity.during(snaps[0]["server_ms"], snaps[-1]["server_ms"]) if snaps else None
+        # Leases granted before a shrink may still hold more than the capacity: start after them.
+        while snaps and cap is not None and snaps[0]["held"] > cap:
+            snaps.pop(0)
         if len(snaps) < MIN_WINDOW_SNAPSHOTS:
             row["skip"] = "too few snapshots"
             skipped += 1
             continue
         a, b = snaps[0]["server_ms"], snaps[-1]["server_ms"]  # S is known at these instants
         span = (b - a) / 1000
-        cap = capacity.during(a, b)
         row["seconds"] = round(span, 2)
         if sum(1 for s in snaps if s["waiting"] > 0) < SATURATED * len(snaps):
             row["skip"] = "not saturated"
         elif cap is None or any(s["held"] > cap for s in snaps):
-            row["skip"] = "held above capacity (leases from before a shrink)"
+            row["skip"] = "held above capacity"
         if "skip" in row:
             skipped += 1
             continue
@@ -545,6 +555,19 @@ def _check_fairness(orch: list[dict], snapshots: list[dict], leases: dict[str, L
                 "S0": round(start[m], 2), "held": round(achieved[m], 2), "fair": round(fair[m], 2),
                 "due": round(due[m], 2)} for m in sorted(weights)})
         checked += 1
+        # Rule 3's bound on catch-up: B = 4 x capacity x average hold time, in unit-seconds.
+        credit = CREDIT_PERIODS * cap * float(snaps[0].get("avg_hold", 0.0))
+        row["credit_bound"] = round(credit, 2)
+        for m in weights:
+            excess = (achieved[m] - fair[m]) * span
+            allowed = credit + (fair_rel * fair[m] + fair_abs + lump) * span
+            worst = max(worst, excess / allowed)
+            if excess > allowed:
+                rep.violate("credit", f"phase {w.get('phase')}: {m} (weight {weights[m]:g}, max_units "
+                            f"{members[m][1]}, S {start[m]:.2f} at the start, others' lowest "
+                            f"{min((x for k, x in start.items() if k != m), default=0):.2f}) held {achieved[m]:.2f} "
+                            f"units on average against a fair share of {fair[m]:.2f}: {excess:.1f} unit-seconds "
+                            f"more in {span:.1f}s, beyond the catch-up bound {credit:.1f} (+ tolerance)")
         for m in weights:
             allowed = fair_rel * due[m] + fair_abs + lump
             err = abs(achieved[m] - due[m])
