@@ -68,7 +68,9 @@ class Recorder:
         os.write(self.fd, (json.dumps({"ev": ev, **self.fixed, **fields}, separators=(",", ":")) + "\n").encode())
 
     def close(self) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 # -- the worker process ----------------------------------------------------------------------
@@ -269,7 +271,8 @@ class Orchestrator:
                "--proc", str(proc), "--threads", str(p.threads), "--units-max", str(p.members[member][2]),
                "--seed", str(self.seed * 100_000 + proc), "--parent", str(os.getpid()), "--ttl", str(p.ttl),
                "--max-timeout", str(p.max_timeout), "--mean-hold", str(p.mean_hold), "--stop", str(self.stop_at)]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
+        path = [str(HERE.parent)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
         with open(self.run_dir / f"w{proc:04d}.err", "wb") as err:
             popen = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
         self.children[proc] = Child(proc, member, popen)
@@ -529,6 +532,7 @@ def run_soak(*, url: Optional[str] = None, seconds: float = 180.0, procs: int = 
     finally:
         if orch is not None:
             orch.kill_all()
+            orch.rec.close()
             orch.client.close()
         if server is not None:
             server.stop()

@@ -136,7 +136,8 @@ class Report:
             f"timeouts {c.get('timeouts', 0)}, busy try_acquire {c.get('busy', 0)}, invalid {c.get('invalid', 0)}, "
             f"renewals {c.get('renewals', 0)}, lost leases {c.get('lost', 0)}, snapshots {c.get('snapshots', 0)}",
             f"fairness windows checked {c.get('fair_windows', 0)} (skipped {c.get('fair_skipped', 0)}), "
-            f"worst share error {c.get('fair_worst', 0):.2f} of tolerance",
+            f"worst share error {c.get('fair_worst', 0):.2f} of tolerance, worst catch-up "
+            f"{c.get('credit_worst', 0):.2f} of its bound",
             f"violations {self.total_violations}" + (f": {dict(self.violations)}" if self.violations else ""),
         ]
         for rule, msgs in self.messages.items():
@@ -501,7 +502,7 @@ def due_service(total: float, weights: dict[str, float], limits: dict[str, float
 def _check_fairness(orch: list[dict], snapshots: list[dict], leases: dict[str, LeaseInfo], capacity: Timeline,
                     off: float, fair_rel: float, fair_abs: float, rep: Report) -> None:
     checked = skipped = 0
-    worst = 0.0
+    worst = worst_credit = 0.0
     config = next(r for r in orch if r["ev"] == "config")
     units_max = {m: v.get("units_max", 1) for m, v in config["members"].items()}
     for w in (r for r in orch if r["ev"] == "window"):
@@ -561,7 +562,7 @@ def _check_fairness(orch: list[dict], snapshots: list[dict], leases: dict[str, L
         for m in weights:
             excess = (achieved[m] - fair[m]) * span
             allowed = credit + (fair_rel * fair[m] + fair_abs + lump) * span
-            worst = max(worst, excess / allowed)
+            worst_credit = max(worst_credit, excess / allowed)
             if excess > allowed:
                 rep.violate("credit", f"phase {w.get('phase')}: {m} (weight {weights[m]:g}, max_units "
                             f"{members[m][1]}, S {start[m]:.2f} at the start, others' lowest "
@@ -577,7 +578,7 @@ def _check_fairness(orch: list[dict], snapshots: list[dict], leases: dict[str, L
                             f"{members[m][1]}, S {start[m]:.2f} at the start) held {achieved[m]:.2f} units on "
                             f"average, due {due[m]:.2f} (fair share {fair[m]:.2f}; tolerance {allowed:.2f}; "
                             f"{used:.2f} units in use of {cap})")
-    rep.counts.update(fair_windows=checked, fair_skipped=skipped, fair_worst=worst)
+    rep.counts.update(fair_windows=checked, fair_skipped=skipped, fair_worst=worst, credit_worst=worst_credit)
 
 
 def _check_workers(work: list[dict], orch: list[dict], rep: Report) -> None:
