@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -44,11 +45,25 @@ class Settings:
         return Pool(self.client, name, prefix=self.prefix)
 
 
+# Characters that would break a line or steer the terminal (C0/C1 controls, line and paragraph
+# separators, bidi overrides), as names read from Redis or typed may hold them.
+_UNPRINTABLE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _printable(text: str) -> str:
+    """``text`` with every such character escaped (\\u2028); newlines stay."""
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _echo(text: str, err: bool = False) -> None:
+    click.echo(_printable(text), err=err)
+
+
 def _fail(message: str, code: int = 1) -> None:
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
         message = redact(message, _url(ctx))
-    click.echo(f"wshare: {message}", err=True)
+    _echo(f"wshare: {message}".replace("\n", " "), err=True)
     sys.exit(code)
 
 
@@ -136,7 +151,7 @@ def _status(s: Settings, pool_name: str) -> PoolStatus:
         raise PoolNotFound(pool_name)
     if not s.read_only_noted:
         s.read_only_noted = True
-        click.echo(f"wshare: read-only view ({_reason(denied)}): the state as last written", err=True)
+        _echo(f"wshare: read-only view ({_reason(denied)}): the state as last written", err=True)
     return build_status(pool_name, _texts(state), _texts(members), _texts(parked))
 
 
@@ -199,7 +214,7 @@ def pool_configure(s: Settings, pool_name: str, capacity: int, default_weight: O
     Example: wshare pool configure gpu --capacity 8 --default-weight 1
     """
     s.pool(pool_name).configure(capacity=capacity, default_weight=default_weight)
-    click.echo(f"pool {pool_name}: capacity {capacity}")
+    _echo(f"pool {pool_name}: capacity {capacity}")
 
 
 @pool.command("list")
@@ -222,11 +237,11 @@ def pool_list(s: Settings, as_json: bool) -> None:
                for st in statuses])
         return
     if not statuses:
-        click.echo(f"no pools under prefix {s.prefix!r}")
+        _echo(f"no pools under prefix {s.prefix!r}")
         return
-    click.echo(f"{'pool':<24} {'capacity':>8} {'held':>6} {'free':>6} {'waiting':>8} {'members':>8}")
+    _echo(f"{'pool':<24} {'capacity':>8} {'held':>6} {'free':>6} {'waiting':>8} {'members':>8}")
     for st in statuses:
-        click.echo(f"{st.name:<24} {st.capacity:>8} {st.held:>6} {st.free:>6} {st.waiting:>8} {len(st.members):>8}")
+        _echo(f"{st.name:<24} {st.capacity:>8} {st.held:>6} {st.free:>6} {st.waiting:>8} {len(st.members):>8}")
 
 
 def _pool_names(s: Settings) -> set[str]:
@@ -255,7 +270,7 @@ def pool_delete(s: Settings, pool_name: str, force: bool) -> None:
         _fail(f"pool {pool_name!r} has {len(p.leases())} live lease(s) holding {st.held} unit(s); "
               "release them first or use --force", 1)
     p.delete()
-    click.echo(f"pool {pool_name}: deleted")
+    _echo(f"pool {pool_name}: deleted")
 
 
 # -- members -------------------------------------------------------------------------------
@@ -283,7 +298,7 @@ def member_set(s: Settings, pool_name: str, member_name: str, weight: float, max
         raise click.UsageError("--max-units and --no-max-units exclude each other")
     cap = None if no_max_units else (UNCHANGED if max_units is None else max_units)
     s.pool(pool_name).set_weight(member_name, weight, max_units=cap)
-    click.echo(f"pool {pool_name}: member {member_name} weight {weight:g}")
+    _echo(f"pool {pool_name}: member {member_name} weight {weight:g}")
 
 
 @member.command("remove")
@@ -298,7 +313,7 @@ def member_remove(s: Settings, pool_name: str, member_name: str) -> None:
     """
     if not s.pool(pool_name).remove_member(member_name):
         _fail(f"pool {pool_name!r} has no member {member_name!r}", 1)
-    click.echo(f"pool {pool_name}: member {member_name} removed")
+    _echo(f"pool {pool_name}: member {member_name} removed")
 
 
 # -- inspection ----------------------------------------------------------------------------
@@ -317,7 +332,7 @@ def status(s: Settings, pool_name: str, as_json: bool) -> None:
     if as_json:
         _dump(status_dict(st))
     else:
-        click.echo(status_table(st))
+        _echo(status_table(st))
 
 
 @main.command()
@@ -342,9 +357,9 @@ def watch(s: Settings, pool_name: str, interval: float, count: Optional[int]) ->
             st = _status(s, pool_name)
             stamp = time.strftime("%H:%M:%S")
             if tty:
-                click.echo("\x1b[H\x1b[2J" + f"{stamp}  " + bars(st))
+                click.echo("\x1b[H\x1b[2J" + _printable(f"{stamp}  " + bars(st)))
             else:
-                click.echo(f"{stamp} {one_line(st)}")
+                _echo(f"{stamp} {one_line(st)}")
             n += 1
             if count is None or n < count:
                 time.sleep(interval)
@@ -369,9 +384,9 @@ def leases(s: Settings, pool_name: str, as_json: bool) -> None:
     if as_json:
         _dump(rows)
         return
-    click.echo(f"{'id':<32} {'member':<16} {'units':>5} {'token':>17} {'expires in':>10}")
+    _echo(f"{'id':<32} {'member':<16} {'units':>5} {'token':>17} {'expires in':>10}")
     for r in rows:
-        click.echo(f"{r['id']:<32} {r['member'][:16]:<16} {r['units']:>5} {r['token']:>17} {r['expires_in']:>9.1f}s")
+        _echo(f"{r['id']:<32} {r['member'][:16]:<16} {r['units']:>5} {r['token']:>17} {r['expires_in']:>9.1f}s")
 
 
 @main.command()
@@ -386,7 +401,7 @@ def revoke(s: Settings, pool_name: str, lease_id: str) -> None:
     """
     if not s.pool(pool_name).revoke(lease_id):
         _fail(f"pool {pool_name!r} has no live lease {lease_id!r}", 1)
-    click.echo(f"pool {pool_name}: lease {lease_id} revoked")
+    _echo(f"pool {pool_name}: lease {lease_id} revoked")
 
 
 # -- running under a quota -------------------------------------------------------------------

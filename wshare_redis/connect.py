@@ -8,10 +8,13 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 
+from ._checks import MAX_TTL
+
 DEFAULT_URL = "redis://localhost:6379/0"
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_SECRET_PARAM = re.compile(r"([?&;](?:ssl_)?password=)([^&;#]*)", re.IGNORECASE)
+# A password option hides the rest of the URL: it may hold an unencoded '&' or '#'.
+_SECRET_PARAM = re.compile(r"([?&](?:ssl_)?password=)(.*)$", re.IGNORECASE | re.DOTALL)
 
 
 def mask_url(url: str) -> str:
@@ -19,29 +22,30 @@ def mask_url(url: str) -> str:
 
     Errs on the side of hiding too much, so that a password typed without percent-encoding
     (with '@', '/', '?' or '#' in it) stays hidden too: everything between the first ':' of
-    the user info and the last '@' is masked, user info without a ':' entirely, and the
-    ``password=`` and ``ssl_password=`` query options.
+    the user info and the last '@' is masked, user info without a ':' entirely, and
+    everything from a ``password=`` or ``ssl_password=`` query option on.
     """
     m = _SCHEME.match(url)
     start = m.end() if m else 0
-    rest = url[start:]
+    rest = _SECRET_PARAM.sub(r"\1***", url[start:])
     at = rest.rfind("@")
     if at >= 0:
         user, colon, _ = rest[:at].partition(":")
         rest = (f"{user}:***" if colon else "***") + rest[at:]
-    return url[:start] + _SECRET_PARAM.sub(r"\1***", rest)
+    return url[:start] + rest
 
 
 def secrets_in(url: str) -> set[str]:
-    """The password-like parts of ``url``, as written and percent-decoded."""
+    """The password-like parts of ``url`` (those mask_url hides), as written and percent-decoded."""
     found = set()
-    m = _SCHEME.match(url)
-    rest = url[m.end() if m else 0:]
+    for option in _SECRET_PARAM.finditer(url):
+        found |= {option.group(2), re.split("[&#]", option.group(2))[0]}  # as written; as redis-py reads it
+    scheme = _SCHEME.match(url)
+    rest = _SECRET_PARAM.sub("", url[scheme.end() if scheme else 0:])
     at = rest.rfind("@")
     if at >= 0:
         user, colon, password = rest[:at].partition(":")
         found.add(password if colon else user)
-    found |= {m.group(2) for m in _SECRET_PARAM.finditer(url)}
     found |= {unquote(s) for s in found}
     return {s for s in found if s}
 
@@ -100,11 +104,24 @@ def connect(url: str, **kwargs: Any) -> redis.Redis:
         client = redis.Redis.from_url(url, **kwargs)
     except ValueError as e:
         raise ValueError(f"invalid Redis URL {mask_url(url)}: {redact(str(e), url)}") from None
+    problem = _option_problem(client)
+    if problem:
+        client.close()
+        raise ValueError(f"invalid Redis URL {mask_url(url)}: {problem}")
+    return client
+
+
+def _option_problem(client: redis.Redis) -> str:
+    """What redis-py would only fail on at the first command (a TypeError, an OverflowError)."""
     unknown = _unknown_options(client)
     if unknown:
-        client.close()
-        raise ValueError(f"invalid Redis URL {mask_url(url)}: unknown option(s) {', '.join(unknown)}")
-    return client
+        return f"unknown option(s) {', '.join(unknown)}"
+    options = client.connection_pool.connection_kwargs
+    for name in ("socket_timeout", "socket_connect_timeout"):
+        value = options.get(name)
+        if value is not None and not (isinstance(value, (int, float)) and 0 < value <= MAX_TTL):
+            return f"{name} must be a number of seconds > 0 and at most {MAX_TTL:g}"
+    return ""
 
 
 def reachable(url: str, timeout: float = 0.5) -> bool:
