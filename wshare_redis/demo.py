@@ -19,11 +19,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
-from .connect import DEFAULT_URL, connect, mask_url, reachable
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .connect import DEFAULT_URL, connect, mask_url, reachable, redact
 from .embedded import RedisServer
+from .errors import WshareError
 from .pool import Pool
+from .scripts import library
 from .status import PoolStatus, fair_shares
 from .view import bars
 
@@ -66,14 +72,62 @@ def demo_redis(url: Optional[str]) -> Iterator[tuple[str, str]]:
     else:
         from fakeredis import TcpFakeServer  # the [demo] extra
         server = TcpFakeServer(("127.0.0.1", 0), server_type="redis")
+        _keep_connections_after_errors(server)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         host, port = str(server.server_address[0]), int(server.server_address[1])
+        fake_url = f"redis://{host}:{port}/0"
         try:
-            yield f"redis://{host}:{port}/0", f"an in-process fakeredis server, {host}:{port}"
+            with naming_errors(fake_url):
+                _load_library(fake_url)
+            yield fake_url, f"an in-process fakeredis server, {host}:{port}"
         finally:
             server.shutdown()
             server.server_close()
+
+
+# fakeredis's TCP server (seen in 2.40) closes a client's connection right after any error
+# reply: its handler gets the reply re-raised as a ResponseError by the connection behind the
+# socket, takes that for a failure, writes the error and leaves its read loop. The client's next
+# command then races the close and, when it wins, fails with "Connection closed by server."; one
+# that did was the Functions library load following the first FCALL's "Function not found".
+# Two workarounds, each enough for that: the demo's server answers an error reply like any
+# other reply, and the library is loaded before anyone calls it.
+def _keep_connections_after_errors(server: Any) -> None:
+    """Make ``server`` (a fakeredis TcpFakeServer) keep a connection open after an error reply."""
+    try:
+        from fakeredis._clients._tcp_server import TCPFakeRequestHandler
+    except ImportError:  # another fakeredis layout: its handler as it is
+        return
+    if server.RequestHandlerClass is not TCPFakeRequestHandler:
+        return
+
+    class KeepConnection(TCPFakeRequestHandler):
+        def setup(self) -> None:
+            super().setup()
+            connection = getattr(self, "current_client", None)
+            read = getattr(connection, "read_response", None)
+            if read is None:
+                return
+
+            def read_response(**kwargs: Any) -> Any:
+                try:
+                    return read(**kwargs)
+                except ResponseError as e:  # a reply like any other: written as an error reply
+                    return e
+
+            setattr(connection, "read_response", read_response)
+
+    server.RequestHandlerClass = KeepConnection
+
+
+def _load_library(url: str) -> None:
+    """Load the wshare Functions library on a fresh connection (no error reply comes first)."""
+    client = connect(url)
+    try:
+        client.function_load(library()[0], replace=True)
+    finally:
+        client.close()
 
 
 def worker_command(member: str) -> list[str]:
@@ -86,10 +140,33 @@ def worker_command(member: str) -> list[str]:
     return [sys.executable, "-m", "wshare_redis.cli", "worker", *args]
 
 
+class DemoRedisError(WshareError):
+    """A Redis error during the demo, naming the Redis the demo used (the CLI would name its
+    own --url, by default localhost, which the demo may not have used at all)."""
+
+
+@contextlib.contextmanager
+def naming_errors(url: str) -> Iterator[None]:
+    """Redis errors in the block as DemoRedisError naming ``url`` (masked), worded as the CLI's."""
+    try:
+        yield
+    except RedisError as e:
+        where, reason = mask_url(url), redact(str(e).strip() or type(e).__name__, url)
+        if isinstance(e, AuthenticationError):
+            message = f"Redis at {where} refused the credentials: {reason}"
+        elif isinstance(e, NoPermissionError):
+            message = f"Redis at {where} denied a command (ACL): {reason}"
+        elif isinstance(e, (RedisConnectionError, RedisTimeoutError)):
+            message = f"cannot reach Redis at {where}: {reason.splitlines()[0]}"
+        else:
+            message = f"Redis error at {where}: {reason}"
+        raise DemoRedisError(message) from e
+
+
 def run_demo(*, url: Optional[str], duration: float, prefix: str = "wshare") -> int:
     tty = sys.stdout.isatty()
     say = print
-    with demo_redis(url) as (redis_url, where):
+    with demo_redis(url) as (redis_url, where), naming_errors(redis_url):
         client = connect(redis_url)
         pool = Pool(client, POOL, prefix=prefix)
         say(f"wshare demo on {where}")
