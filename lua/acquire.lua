@@ -48,7 +48,10 @@ return run(function()
 
   if r.wait == 0 then
     local wref = nil
-    if P.waiting > 0 then wref = lowest(K_READY) end
+    if P.waiting > 0 then
+      local first = first_ready(now)
+      if first then wref = first.vs end
+    end
     place(r, wref)
     if units <= P.capacity - P.held and (not r.max or r.held + units <= r.max) then
       if not wref or r.vs < wref then  -- nobody waiting ranks ahead (rule 2)

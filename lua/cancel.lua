@@ -13,6 +13,7 @@ return run(function()
     if msg then return {'wake', msg} end
     return {'nopool'}
   end
+  local more = reclaim(now)  -- first: expired leases count as service only up to their expiry
   local result
   if drop_waiter(id, now, false) then
     result = {'cancelled'}
@@ -20,7 +21,8 @@ return run(function()
     msg = redis.call('LPOP', K_WAKE .. id)
     if msg then result = {'wake', msg} else result = {'gone'} end
   end
-  result[#result + 1] = housekeeping(now) and 1 or 0  -- the leaving head may have held others back
+  if dispatch(now) then more = true end  -- the leaving head may have held others back
+  result[#result + 1] = more and 1 or 0
   save_pool()
   return result
 end)

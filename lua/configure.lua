@@ -15,6 +15,7 @@ return run(function()
     init_pool(capacity, dw)
   end
   local more = 0
+  if reclaim(now) then more = 1 end  -- first: expired leases count as service only up to their expiry
   if capacity > 0 then
     local ids = redis.call('ZRANGEBYSCORE', K_SIZES, '(' .. I(capacity), '+inf', 'LIMIT', 0, MAX_GRANTS)
     for _, id in ipairs(ids) do

@@ -23,8 +23,11 @@
 --   KEYS[13] wake prefix "<prefix>:{pool}:wake:"; the list a waiter blocks on is that prefix .. its id
 --
 -- S ("vs") is a member's virtual service: the integral of held units dt / weight, in
--- unit-seconds. It is kept lazily (brought up to date only at the member's own events) and
--- freed units go to the ready member with the lowest stored S; ties go to the earliest head.
+-- unit-seconds. It is stored lazily (brought up to date at the member's own events), so a
+-- stored S can only lag. Freed units go to the ready member with the lowest S: first_ready
+-- brings the first-ranked member's S up to date until the first one is current (then it is
+-- truly the lowest, since every other stored S is at most its true S); ties go to the
+-- earliest head.
 
 local K_POOL, K_MEMBERS, K_LEASES, K_EXPIRY, K_READY, K_ACTIVE, K_QUEUE, K_WAITERS
 local K_ALIVE, K_SIZES, K_PARKED, K_HANDOFF, K_WAKE
@@ -32,6 +35,7 @@ local K_ALIVE, K_SIZES, K_PARKED, K_HANDOFF, K_WAKE
 local MAX_GRANTS = 100      -- grants per call; callers that can free more loop (configure)
 local MAX_RECLAIM = 64      -- expired leases reclaimed per call
 local MAX_PURGE = 64        -- dead waiters purged per call
+local MAX_REFRESH = 16      -- stale S brought up to date per ranking decision
 local CREDIT_PERIODS = 4    -- catch-up credit B = CREDIT_PERIODS * capacity * avg_hold (unit-seconds)
 local HOLD_ALPHA = 0.02     -- smoothing of the average hold time
 local NOTICE_MS = 60000     -- how long an undelivered failure notice waits for its waiter
@@ -190,10 +194,28 @@ local function lowest(zkey)
   return nil
 end
 
+-- The most credit (unit-seconds / weight) a member may hold below the others when it starts
+-- competing again: B / weight, B = CREDIT_PERIODS * capacity * average hold time.
+local function credit(r)
+  local hold = P.avg_hold
+  if hold <= 0 then hold = 1 end  -- no lease has ended yet: assume 1 s
+  return CREDIT_PERIODS * P.capacity * hold / r.w
+end
+
 -- Write a record back and keep the ready and active indexes in step with it.
 local function rec_save(r)
   SAVES = SAVES + 1
   local e = ready_entry(r)
+  if e and not r.rentry then
+    -- It becomes ready: a new request, or its head fits its cap again. While its own cap held
+    -- it back its S fell behind; like a member that starts asking, it keeps at most B/weight
+    -- of that credit below the lowest ready member, so it cannot then take the whole pool.
+    local ref = lowest(K_READY)
+    if ref then
+      local floor = ref - credit(r)
+      if floor > r.vs then r.vs = floor end
+    end
+  end
   if r.rentry and r.rentry ~= e then redis.call('ZREM', K_READY, r.rentry) end
   -- The indexes hold S as of the last save: rewrite them only if it moved.
   if e and (e ~= r.rentry or r.vs ~= r.vs0) then redis.call('ZADD', K_READY, r.vs, e) end
@@ -240,12 +262,26 @@ local function place(r, wref)
       if t[1] and t[1] ~= r.m then ref = tonumber(t[2]) elseif t[3] then ref = tonumber(t[4]) end
     end
     if ref then
-      local hold = P.avg_hold
-      if hold <= 0 then hold = 1 end  -- no lease has ended yet: assume 1 s
-      local floor = ref - CREDIT_PERIODS * P.capacity * hold / r.w
+      local floor = ref - credit(r)
       if floor > r.vs then r.vs = floor end
     end
   end
+end
+
+-- The ready member that ranks first, its S up to date (nil if none is ready). Stored S lags
+-- only for members holding units; once the first-ranked one is current it is truly first.
+local function first_ready(now)
+  for _ = 1, MAX_REFRESH do
+    local top = redis.call('ZRANGE', K_READY, '0', '0')[1]
+    if not top then return nil end
+    local r = rec_need(string.sub(top, 18))
+    if r.held == 0 or now <= r.vt then return r end
+    touch(r, now)
+    rec_save(r)
+  end
+  local top = redis.call('ZRANGE', K_READY, '0', '0')[1]
+  if not top then return nil end
+  return rec_need(string.sub(top, 18))
 end
 
 -- Queue entries ----------------------------------------------------------------------------
@@ -350,9 +386,8 @@ local function dispatch(now)
   for _ = 1, MAX_GRANTS do
     local free = P.capacity - P.held
     if free <= 0 or P.waiting <= 0 then return false end
-    local top = redis.call('ZRANGE', K_READY, '0', '0')[1]
-    if not top then return false end
-    local r = rec_need(string.sub(top, 18))
+    local r = first_ready(now)
+    if not r then return false end
     if r.hu > free then return false end  -- the head is never overtaken (rule 4)
     local e = first_entry(r.m)
     if not e then abort('corrupt', 'member ' .. r.m .. ' is ready with an empty queue') end
@@ -369,8 +404,10 @@ local function dispatch(now)
   return true
 end
 
--- Reclaim expired leases and dead waiters (bounded batches), then hand off what is free.
-local function housekeeping(now)
+-- Reclaim expired leases and dead waiters (bounded batches). Scripts do this before anything
+-- else touches a member, so an expired lease counts as service only up to its expiry.
+-- Returns true if it stopped at its batch limit.
+local function reclaim(now)
   local expired = redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', I(now), 'WITHSCORES', 'LIMIT', '0', MAX_RECLAIM_S)
   for i = 1, #expired, 2 do
     local id = expired[i]
@@ -381,7 +418,13 @@ local function housekeeping(now)
       if not drop_waiter(id, now, false) then redis.call('ZREM', K_ALIVE, id) end
     end
   end
-  return dispatch(now) or #expired == 2 * MAX_RECLAIM
+  return #expired == 2 * MAX_RECLAIM
+end
+
+-- Reclaim, then hand off what is free. Returns true if either stopped at its batch limit.
+local function housekeeping(now)
+  local more = reclaim(now)
+  return dispatch(now) or more
 end
 
 -- Milliseconds until the earliest lease expiry (-1: no lease): when waiters re-check.

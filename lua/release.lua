@@ -6,10 +6,11 @@
 return run(function()
   local now = now_ms()
   if not load_pool() then return {0, 0} end
+  local more = reclaim(now)  -- first: expired leases count as service only up to their expiry
   local live = redis.call('ZSCORE', K_EXPIRY, ARGV[1])
   local ended = 0
   if live and tonumber(live) > now and end_lease(ARGV[1], now, false) then ended = 1 end
-  local more = housekeeping(now)
+  if dispatch(now) then more = true end
   save_pool()
   return {ended, more and 1 or 0}
 end)

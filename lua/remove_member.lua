@@ -9,6 +9,7 @@ return run(function()
   if not load_pool() then return {'nopool'} end
   local r = rec_load(m)
   if not r or r.kind == 'removed' then return {'nomember'} end
+  reclaim(now)  -- first: expired leases count as service only up to their expiry
   local entries = redis.call('ZRANGEBYLEX', K_QUEUE, '[' .. m .. '\0', '(' .. m .. '\1', 'LIMIT', 0, MAX_GRANTS)
   for _, e in ipairs(entries) do
     local id = select(5, parse_entry(e))

@@ -216,11 +216,10 @@ def _cycle(url, name, member, stop, held, phase, lock):
 
 @pytest.mark.real
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="engine: a member held back by its own max_units banks unbounded credit "
-                   "(its S lags; place() bounds credit only when a member's queue empties) and, once the cap "
-                   "stops binding, takes nearly everything for as long as it was capped (found by the soak's "
-                   "credit rule)")
 def test_a_member_held_back_by_its_cap_banks_no_unbounded_credit(url, name):
+    """Found by the soak's credit rule: a member held back by its own max_units used to bank
+    its lag in S and, once the cap stopped binding, take nearly everything for as long as it
+    had been capped. Now it keeps at most B/weight of credit when it becomes ready again."""
     pool = Pool(redis.Redis.from_url(url), name)
     pool.configure(capacity=4)
     pool.set_weight("g", 1, max_units=1)  # equal weights; g may hold 1 unit
