@@ -7,7 +7,8 @@
 -- ARGV[7] capacity to create a missing pool with ("" = the pool must exist; Lock uses "1")
 -- ARGV[8] "1" if the caller may repeat this id (adapters): a live lease with the id is returned,
 --         a queued request with the id stays as it is (idempotent); "" for fresh random ids
--- returns: {"ok", token, expires ms} | {"busy"} | {"queued", ms until the next lease expiry or -1}
+-- returns: {"ok", token, expires ms} (and, for a repeated id of a live lease: units, member, ttl ms)
+--          | {"busy"} | {"queued", ms until the next lease expiry or -1}
 --          | {"nopool"} | {"invalid", message}
 return run(function()
   local m, units, ttl, id, mode = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
@@ -25,9 +26,9 @@ return run(function()
   if ARGV[8] == '1' then
     local exp = redis.call('ZSCORE', K_EXPIRY, id)
     if exp and tonumber(exp) > now then
-      local _, token = parse_lease(redis.call('HGET', K_LEASES, id))
+      local units_held, token, ttl_held, _, holder = parse_lease(redis.call('HGET', K_LEASES, id))
       save_pool()
-      return {'ok', I(token), I(tonumber(exp))}
+      return {'ok', I(token), I(tonumber(exp)), I(units_held), holder, I(ttl_held)}
     elseif exp then
       end_lease(id, now, tonumber(exp))
     end

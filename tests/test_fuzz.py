@@ -261,16 +261,12 @@ def fake():
     client.close()
 
 
-@pytest.mark.xfail(strict=True, reason="pool.py passes the caller's units on, not check_units' plain int: "
-                                       "redis-py refuses an IntEnum (DataError)")
 def test_units_of_an_int_subclass_are_accepted(fake):
     pool = Pool(fake, "P")
     pool.configure(capacity=2)
     assert pool.try_acquire("a", units=Two.TWO).units == 2
 
 
-@pytest.mark.xfail(strict=True, reason="pool.py: lease(), cancel() and ack_handoff() do not check the id: "
-                                       "None reaches redis-py (DataError, not InvalidRequest)")
 @pytest.mark.parametrize("call", ["lease", "cancel", "ack_handoff"])
 def test_adapter_calls_reject_a_non_str_id(fake, call):
     pool = Pool(fake, "P")
@@ -279,8 +275,6 @@ def test_adapter_calls_reject_a_non_str_id(fake, call):
         getattr(pool, call)(None)
 
 
-@pytest.mark.xfail(strict=True, reason="pool.py: park() again with the id of a live lease returns a Lease "
-                                       "with the caller's member and units, not the lease's own")
 def test_parking_an_id_again_returns_the_lease_as_it_is(fake):
     pool = Pool(fake, "P")
     pool.configure(capacity=3)
@@ -290,8 +284,6 @@ def test_parking_an_id_again_returns_the_lease_as_it_is(fake):
     assert (again.member, again.units) == ("m0", 1)
 
 
-@pytest.mark.xfail(strict=True, reason="pool.py: handoffs(limit) is not checked: 0 or a negative limit lists "
-                                       "(nearly) everything, a str is a TypeError, 10**30 a Redis error")
 def test_handoffs_limit_is_checked(fake):
     pool = Pool(fake, "P")
     pool.configure(capacity=1)
@@ -461,8 +453,6 @@ def test_cli_arguments_that_run_in_threads_or_loops_are_checked_first(url, args)
     assert_clean(res, args)
 
 
-@pytest.mark.xfail(strict=True, reason="keys.check_name accepts characters that break lines or reorder text in "
-                                       "tables and logs (the CLI escapes them when printing)")
 @pytest.mark.parametrize("bad", ["a\u2028b", "a\u2029b", "a\x85b", "a\x9bb", "user\u202etxt.exe"])
 def test_names_with_line_breaking_or_bidi_characters_are_refused(fake, bad):
     Pool(fake, "P").configure(capacity=1)
@@ -471,9 +461,16 @@ def test_names_with_line_breaking_or_bidi_characters_are_refused(fake, bad):
 
 
 def test_cli_escapes_such_names_when_printing(url):
-    pool = Pool(redis.Redis.from_url(url), "P")
+    client = redis.Redis.from_url(url)
+    pool = Pool(client, "P")
     pool.configure(capacity=2)
-    pool.try_acquire("a\u2028b\x85\u202e", ttl=60)
+    # The API refuses such names now; state written by hand (or by an older version) may
+    # still hold one, and the CLI must not let it break or reorder its output.
+    name = "a\u2028b\x85\u202e"
+    client.hset(pool.keys.key("members"), name, "w=1 max=- held=0 wait=0 vs=0 vt=0 head=0:0 kind=set")
+    record = f"1:{2**60}:60000:0:{name}"
+    client.hset(pool.keys.key("leases"), "lease-1", record)
+    client.zadd(pool.keys.key("expiry"), {"lease-1": 2**50})
     for args in (["status", "P"], ["leases", "P"], ["watch", "P", "--count", "1"], ["member", "remove", "P", "x\u2028"]):
         res = CliRunner().invoke(main, ["--url", url, *args])
         assert "\u2028" not in res.output and "\x85" not in res.output and "\u202e" not in res.output, args

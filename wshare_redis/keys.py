@@ -33,8 +33,9 @@ KEY_SUFFIXES = ("pool", "members", "leases", "expiry", "ready", "active", "queue
 def check_name(value: object, what: str) -> str:
     """Return ``value`` if it is a usable pool or member name, else raise InvalidRequest.
 
-    Names are non-empty strings of at most 200 UTF-8 bytes without control characters
-    (the NUL byte separates fields in the queue's entries; newlines would garble tables).
+    Names are non-empty strings of at most 200 UTF-8 bytes without control, line-breaking or
+    bidi characters (the NUL byte separates fields in the queue's entries; line breaks and
+    bidi overrides would garble or disguise tables and logs).
     """
     if not isinstance(value, str):
         raise InvalidRequest(f"{what} must be a str, not {type(value).__name__}")
@@ -42,10 +43,19 @@ def check_name(value: object, what: str) -> str:
         raise InvalidRequest(f"{what} must not be empty")
     if len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         raise InvalidRequest(f"{what} is longer than {MAX_NAME_BYTES} bytes: {value[:40]!r}...")
-    bad = next((c for c in value if ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF), None)
+    bad = next((c for c in value if _unusable(c)), None)
     if bad is not None:
-        raise InvalidRequest(f"{what} {value!r} contains the control or surrogate character {bad!r}")
+        raise InvalidRequest(f"{what} {value!r} contains the control, line-breaking, bidi or surrogate "
+                             f"character {bad!r}")
     return value
+
+
+def _unusable(c: str) -> bool:
+    """C0 and C1 controls, DEL, line and paragraph separators, bidi controls, surrogates:
+    characters that would break a queue entry, a log line or a table, or reorder its text."""
+    o = ord(c)
+    return (o < 32 or 0x7F <= o <= 0x9F or o in (0x2028, 0x2029, 0x200E, 0x200F, 0x061C)
+            or 0x202A <= o <= 0x202E or 0x2066 <= o <= 0x2069 or 0xD800 <= o <= 0xDFFF)
 
 
 def check_pool_name(value: object, what: str = "pool name") -> str:

@@ -199,7 +199,7 @@ class Pool:
                     auto_renew: bool = False, on_lost: Optional[OnLost] = None) -> Optional[Lease]:
         """Take ``units`` now if the rules allow it, else return None. Never blocks or queues."""
         check_name(member, "member")
-        check_units(units)
+        units = check_units(units)
         ms = ttl_ms(ttl)
         lease_id = new_id()
         reply, acked = self._run_acked("acquire", (member, units, ms, lease_id, "try", 0, "", ""), True)
@@ -227,7 +227,7 @@ class Pool:
                  auto_renew: bool, on_lost: Optional[OnLost], create: str,
                  cancel: Optional[threading.Event] = None) -> Lease:
         check_name(member, "member")
-        check_units(units)
+        units = check_units(units)
         ms = ttl_ms(ttl)
         if timeout is not None:
             timeout = check_seconds(timeout, "timeout", allow_zero=True)
@@ -421,30 +421,40 @@ class Pool:
     def _request_with_id(self, mode: str, member: str, request_id: str, units: int, ttl: float) -> Optional[Lease]:
         check_name(member, "member")
         check_name(request_id, "request id")
-        check_units(units)
+        units = check_units(units)
         ms = ttl_ms(ttl)
         reply = self._run("acquire", member, units, ms, request_id, mode, 0, "", "1")
         if reply[0] == "ok":
+            if len(reply) > 3:  # the id was a live lease already: return it as it is
+                member, units, ms = str(reply[4]), int(reply[3]), int(reply[5])
             return self._granted(request_id, member, units, ms, reply[1], reply[2], False, None)
         if reply[0] not in ("queued", "busy"):
             self._fail(reply)
         return None
 
     def handoffs(self, limit: int = 100) -> list[str]:
-        """Ids of parked requests granted or failed, oldest first (kept until ``ack_handoff``)."""
-        return [str(x) for x in _text(self.client.lrange(self.keys.key("handoff"), 0, limit - 1))]
+        """Ids of parked requests granted or failed, oldest first (kept until ``ack_handoff``);
+        at most ``limit`` (0 to 100,000) of them."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 100_000:
+            raise InvalidRequest(f"limit must be an int between 0 and 100000, not {limit!r}")
+        if limit == 0:
+            return []
+        return [str(x) for x in _text(self.client.lrange(self.keys.key("handoff"), 0, int(limit) - 1))]
 
     def ack_handoff(self, request_id: str) -> None:
         """Remove a parked request's id from the hand-off list once acted on."""
+        check_name(request_id, "request id")
         self.client.lrem(self.keys.key("handoff"), 0, request_id)
 
     def cancel(self, request_id: str) -> bool:
         """Take a queued (parked) request out of the queue; True if it was queued."""
+        check_name(request_id, "request id")
         reply = self._more(self._run("cancel", request_id))
         return bool(reply[0] == "cancelled")
 
     def lease(self, lease_id: str) -> Optional[Lease]:
         """The live lease with this id, or None (a handle to renew or release it)."""
+        check_name(lease_id, "lease id")
         reply = self._run("lease", lease_id)
         if reply[0] != "ok":
             return None
