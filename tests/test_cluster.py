@@ -2,6 +2,7 @@
 runs on it too, through the ``r`` fixture's "cluster" parameter)."""
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any, Iterator
 
@@ -89,3 +90,32 @@ def test_lock_and_min_replicas_on_a_cluster(rc):
         pool.try_acquire("a")
     assert e.value.acked == 0
     assert pool.status().held == 0  # given back
+
+
+def test_the_cli_takes_a_cluster_url(redis_cluster, rc):
+    from click.testing import CliRunner
+
+    from wshare_redis.cli import main
+    url = redis_cluster.url.replace("redis://", "redis+cluster://", 1)
+    pools = list(pools_on_every_shard(rc).values())
+
+    def wshare(*args: str) -> str:
+        res = CliRunner().invoke(main, ["--url", url, *args])
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    for pool in pools:
+        wshare("pool", "configure", pool.name, "--capacity", "3")
+        wshare("member", "set", pool.name, "a", "--weight", "2")
+    listed = wshare("pool", "list")
+    assert all(pool.name in listed for pool in pools)  # pools on every node are listed
+    lease = pools[1].try_acquire("a")
+    assert lease is not None
+    status = json.loads(wshare("status", pools[1].name, "--json"))
+    assert status["held"] == 1 and status["members"]["a"]["weight"] == 2
+    assert lease.id in wshare("leases", pools[1].name)
+    wshare("revoke", pools[1].name, lease.id)
+    assert pools[1].status().held == 0
+    # a cluster URL pointing at a plain server, and a plain URL to a cluster node: one-line errors
+    bad = CliRunner().invoke(main, ["--url", "redis+cluster://127.0.0.1:1", "status", "x"])
+    assert bad.exit_code != 0 and len(bad.output.strip().splitlines()) == 1, bad.output

@@ -166,7 +166,8 @@ def _dump(data: Any) -> None:
 
 @click.group(cls=WshareGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--url", envvar="WSHARE_REDIS_URL", default=DEFAULT_URL, show_default=True,
-              help="Redis URL (env WSHARE_REDIS_URL), e.g. redis://:password@host:6379/0.")
+              help="Redis URL (env WSHARE_REDIS_URL), e.g. redis://:password@host:6379/0; "
+                   "redis+cluster://host:port for a Redis Cluster.")
 @click.option("--prefix", envvar="WSHARE_PREFIX", default=DEFAULT_PREFIX, show_default=True,
               help="Key prefix of the pools (env WSHARE_PREFIX).")
 @click.option("-v", "--verbose", count=True, help="Log what happens (-vv: debug).")

@@ -7,6 +7,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from ._checks import MAX_TTL
 
@@ -91,15 +93,36 @@ def _unknown_options(client: redis.Redis) -> list[str]:
     return sorted(set(pool.connection_kwargs) - known)
 
 
-def connect(url: str, **kwargs: Any) -> redis.Redis:
-    """A redis-py client for ``url`` (replies decoded), failing fast when nothing answers.
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def cluster_url(url: str) -> str | None:
+    """For ``redis+cluster://host:port`` (or ``rediss+cluster://``), the plain URL of the node
+    to discover the cluster from; None for any other URL."""
+    scheme, sep, rest = url.partition("://")
+    plain = CLUSTER_SCHEMES.get(scheme.lower())
+    return f"{plain}{sep}{rest}" if plain and sep else None
+
+
+def connect(url: str, **kwargs: Any) -> Any:
+    """A redis-py client for ``url`` (replies decoded), failing fast when nothing answers:
+    ``redis.Redis``, or ``redis.cluster.RedisCluster`` for a ``redis+cluster://`` URL (any
+    node of the cluster; the others are discovered).
 
     Raises ValueError, with the password masked, for a malformed URL or an option redis-py
     does not know (``rediss://host?ssl_ca_certs=ca.crt`` and the like are passed on).
     """
-    _check_url(url)
+    node = cluster_url(url)
+    _check_url(node or url)
     kwargs.setdefault("socket_connect_timeout", 5)
     kwargs.setdefault("decode_responses", True)
+    if node is not None:
+        try:
+            return RedisCluster.from_url(node, **kwargs)
+        except ValueError as e:
+            raise ValueError(f"invalid Redis URL {mask_url(url)}: {redact(str(e), url)}") from None
+        except RedisClusterException as e:  # no node answered, or not a cluster
+            raise redis.ConnectionError(redact(str(e), url)) from None
     try:
         client = redis.Redis.from_url(url, **kwargs)
     except ValueError as e:
