@@ -80,6 +80,7 @@ return run(function()
     redis.call('ZADD', K_ALIVE, I(now + tonumber(ARGV[6])), id)
   end
   redis.call('ZADD', K_SIZES, I(units), id)
+  count('queued', m)
   if r.wait == 0 then r.hseq, r.hu = P.seq, units end
   r.wait = r.wait + units
   P.waiting = P.waiting + units

@@ -1,7 +1,7 @@
 -- cancel.lua: a waiter gives up (timeout, interrupt). Leaves the queue atomically; if it was
 -- granted in the same instant, hands the grant back to the caller instead.
 -- KEYS: the pool's keys, as listed in lib.lua
--- ARGV[1] waiter id
+-- ARGV[1] waiter id  ARGV[2] why: "timeout" (counted as a timeout), else "interrupt" or "cancel"
 -- returns: {"cancelled", more} | {"wake", message from its wake list, more} | {"gone", more}
 --          | {"nopool"}; more 1 if hand-off stopped at its batch limit (call tick)
 return run(function()
@@ -15,7 +15,7 @@ return run(function()
   end
   local more = reclaim(now)  -- first: expired leases count as service only up to their expiry
   local result
-  if drop_waiter(id, now, false) then
+  if drop_waiter(id, now, false, ARGV[2] == 'timeout' and 'timeouts' or 'cancels') then
     result = {'cancelled'}
   else
     msg = redis.call('LPOP', K_WAKE .. id)

@@ -22,7 +22,7 @@ return run(function()
       local e = redis.call('HGET', K_WAITERS, id)
       local units = 0
       if e then units = select(3, parse_entry(e)) end
-      drop_waiter(id, now, 'err:invalid:' .. too_big_capacity(units))
+      drop_waiter(id, now, 'err:invalid:' .. too_big_capacity(units), 'failed')
       redis.call('ZREM', K_SIZES, id)
     end
     if #ids == MAX_GRANTS then more = 1 end

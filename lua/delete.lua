@@ -5,6 +5,6 @@
 -- returns: 1 if the pool existed, else 0
 return run(function()
   local existed = redis.call('EXISTS', K_POOL)
-  redis.call('UNLINK', K_POOL, K_MEMBERS, K_LEASES, K_EXPIRY, K_READY, K_ACTIVE, K_QUEUE, K_WAITERS, K_ALIVE, K_SIZES, K_PARKED, K_HANDOFF)
+  redis.call('UNLINK', K_POOL, K_MEMBERS, K_LEASES, K_EXPIRY, K_READY, K_ACTIVE, K_QUEUE, K_WAITERS, K_ALIVE, K_SIZES, K_PARKED, K_HANDOFF, K_STATS)
   return existed
 end)

@@ -20,7 +20,10 @@
 --   KEYS[11] parked   hash  waiter id -> member, for parked requests (no client blocks on them,
 --                          e.g. RQ jobs): never purged; their grant or failure goes to handoff
 --   KEYS[12] handoff  list  ids of parked requests granted or failed, for their adapter to act on
---   KEYS[13] wake prefix "<prefix>:{pool}:wake:"; the list a waiter blocks on is that prefix .. its id
+--   KEYS[13] stats    hash  "<counter>:<member>" -> count of events since the pool was created; counters:
+--                          grants, releases, revocations, expirations (leases), queued, timeouts,
+--                          cancels (gave up otherwise), failed (made impossible), purged (presumed dead)
+--   KEYS[14] wake prefix "<prefix>:{pool}:wake:"; the list a waiter blocks on is that prefix .. its id
 --
 -- S ("vs") is a member's virtual service: the integral of held units dt / weight, in
 -- unit-seconds. It is stored lazily (brought up to date at the member's own events), so a
@@ -30,7 +33,7 @@
 -- earliest head.
 
 local K_POOL, K_MEMBERS, K_LEASES, K_EXPIRY, K_READY, K_ACTIVE, K_QUEUE, K_WAITERS
-local K_ALIVE, K_SIZES, K_PARKED, K_HANDOFF, K_WAKE
+local K_ALIVE, K_SIZES, K_PARKED, K_HANDOFF, K_STATS, K_WAKE
 
 local MAX_GRANTS = 100      -- grants per call; callers that can free more loop (configure)
 local MAX_RECLAIM = 64      -- expired leases reclaimed per call
@@ -50,7 +53,7 @@ local RECS                  -- member records read or written in this call: m ->
 local function bind(keys)
   K_POOL, K_MEMBERS, K_LEASES, K_EXPIRY = keys[1], keys[2], keys[3], keys[4]
   K_READY, K_ACTIVE, K_QUEUE, K_WAITERS = keys[5], keys[6], keys[7], keys[8]
-  K_ALIVE, K_SIZES, K_PARKED, K_HANDOFF, K_WAKE = keys[9], keys[10], keys[11], keys[12], keys[13]
+  K_ALIVE, K_SIZES, K_PARKED, K_HANDOFF, K_STATS, K_WAKE = keys[9], keys[10], keys[11], keys[12], keys[13], keys[14]
   P, P0, SAVES, RECS = nil, nil, 0, {}
 end
 
@@ -69,6 +72,11 @@ local MAX_RECLAIM_S, MAX_PURGE_S = '64', '64'  -- MAX_RECLAIM, MAX_PURGE as text
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Count one event of a member (O(1): one HINCRBY of "<counter>:<member>" in the stats hash).
+local function count(counter, m)
+  redis.call('HINCRBY', K_STATS, counter .. ':' .. m, '1')
 end
 
 -- A number from stored state, checked, or a clear error naming where it came from.
@@ -320,8 +328,9 @@ local function notify(id, msg, ttl)
   redis.call('PEXPIRE', k, I(ttl))
 end
 
--- Take a waiter out of the queue (gave up, purged, failed). notice: message for its wake list.
-local function drop_waiter(id, now, notice)
+-- Take a waiter out of the queue (gave up, purged, failed). notice: message for its wake list;
+-- counter: the event it counts as (timeouts, cancels, purged, failed).
+local function drop_waiter(id, now, notice, counter)
   local e = redis.call('HGET', K_WAITERS, id)
   if not e then return false end
   local m, seq, units = parse_entry(e)
@@ -333,6 +342,7 @@ local function drop_waiter(id, now, notice)
   P.waiting = P.waiting - units
   if r.hseq == seq then set_head(r) end
   rec_save(r)
+  count(counter, m)
   if notice then
     if parked then redis.call('RPUSH', K_HANDOFF, id) else notify(id, notice, NOTICE_MS) end
   end
@@ -346,6 +356,7 @@ local function grant(r, id, units, ttl, now, wake)
   r.held = r.held + units
   P.held = P.held + units
   P.token = P.token + 1
+  count('grants', r.m)
   local exp = now + ttl
   redis.call('HSET', K_LEASES, id, string.format('%d:%d:%d:%d:', units, P.token, ttl, now) .. r.m)
   redis.call('ZADD', K_EXPIRY, I(exp), id)
@@ -360,8 +371,9 @@ local function parse_lease(s)
 end
 
 -- End a lease (release, revoke or expiry). expired: the expiry time (ms) of an expired lease,
--- up to which its units count as service. Returns false if there was no such lease.
-local function end_lease(id, now, expired)
+-- up to which its units count as service; revoked: an operator ended it. Returns false if
+-- there was no such lease.
+local function end_lease(id, now, expired, revoked)
   local s = redis.call('HGET', K_LEASES, id)
   if not s then return false end
   local units, _, _, granted, m = parse_lease(s)
@@ -377,6 +389,7 @@ local function end_lease(id, now, expired)
     else P.avg_hold = P.avg_hold + HOLD_ALPHA * (held_for - P.avg_hold) end
   end
   rec_save(r)
+  count(expired and 'expirations' or (revoked and 'revocations' or 'releases'), m)
   return true
 end
 
@@ -415,7 +428,7 @@ local function reclaim(now)
   end
   if P.waiting > 0 then
     for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_ALIVE, '-inf', I(now), 'LIMIT', '0', MAX_PURGE_S)) do
-      if not drop_waiter(id, now, false) then redis.call('ZREM', K_ALIVE, id) end
+      if not drop_waiter(id, now, false, 'purged') then redis.call('ZREM', K_ALIVE, id) end
     end
   end
   return #expired == 2 * MAX_RECLAIM

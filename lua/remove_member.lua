@@ -13,7 +13,7 @@ return run(function()
   local entries = redis.call('ZRANGEBYLEX', K_QUEUE, '[' .. m .. '\0', '(' .. m .. '\1', 'LIMIT', 0, MAX_GRANTS)
   for _, e in ipairs(entries) do
     local id = select(5, parse_entry(e))
-    drop_waiter(id, now, 'err:removed:member ' .. m .. ' was removed from the pool')
+    drop_waiter(id, now, 'err:removed:member ' .. m .. ' was removed from the pool', 'failed')
   end
   if #entries == MAX_GRANTS then
     housekeeping(now)

@@ -23,7 +23,7 @@ return run(function()
       if units > r.max then doomed[#doomed + 1] = {id, units} end
     end
     rec_save(r)
-    for _, d in ipairs(doomed) do drop_waiter(d[1], now, 'err:invalid:' .. too_big_cap(d[2], m, r.max)) end
+    for _, d in ipairs(doomed) do drop_waiter(d[1], now, 'err:invalid:' .. too_big_cap(d[2], m, r.max), 'failed') end
     if #entries == MAX_GRANTS and #doomed > 0 then more = 1 end
   else
     rec_save(r)

@@ -24,7 +24,7 @@ return run(function()
     if P.capacity > 0 and units > P.capacity then why = too_big_capacity(units)
     elseif r.max and units > r.max then why = too_big_cap(units, m, r.max) end
     if why then
-      drop_waiter(id, now, false)
+      drop_waiter(id, now, false, 'failed')
       if dispatch(now) then more = 1 end
       save_pool()
       return {'wake', 'err:invalid:' .. why, more}

@@ -27,7 +27,7 @@ MAX_NAME_BYTES = 200
 
 #: Order matters: the Lua scripts read KEYS by position (see lua/lib.lua).
 KEY_SUFFIXES = ("pool", "members", "leases", "expiry", "ready", "active", "queue",
-                "waiters", "alive", "sizes", "parked", "handoff")
+                "waiters", "alive", "sizes", "parked", "handoff", "stats")
 
 
 def check_name(value: object, what: str) -> str:

@@ -21,6 +21,7 @@ class MemberStatus:
     capped by max_units). ``virtual_service`` is S, the ranking key (unit-seconds/weight,
     lower is served first). ``removed``: removed while leases were live; they run on.
     ``parked``: how many of its queued requests are parked jobs (no client blocks on them).
+    ``counters``: its events since the pool was created (see COUNTERS).
     """
 
     weight: float
@@ -31,11 +32,20 @@ class MemberStatus:
     virtual_service: float = 0.0
     removed: bool = False
     parked: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+#: The events the scripts count per member, in the pool's stats hash ("<counter>:<member>").
+COUNTERS = ("grants", "releases", "revocations", "expirations", "queued", "timeouts", "cancels",
+            "failed", "purged")
 
 
 @dataclass(frozen=True)
 class PoolStatus:
-    """A pool as of the status call: units held and free, units asked by queued requests."""
+    """A pool as of the status call: units held and free, units asked by queued requests.
+
+    ``counters``: events per counter summed over every member ever counted, and
+    ``member_counters`` those of each member (members forgotten since included)."""
 
     name: str
     capacity: int
@@ -45,6 +55,8 @@ class PoolStatus:
     members: dict[str, MemberStatus] = field(default_factory=dict)
     default_weight: float = 1.0
     last_token: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+    member_counters: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def fair_shares(capacity: float, weights: Mapping[str, float],
@@ -83,8 +95,23 @@ def parse_member(name: str, record: str) -> tuple[float, int | None, int, int, f
         raise PoolStateError(f"member {name!r} has a malformed record {record!r}") from None
 
 
+def parse_counters(stats: Mapping[str, str]) -> dict[str, dict[str, int]]:
+    """{member: {counter: count}} from the pool's stats hash; every counter present (0 if none)."""
+    out: dict[str, dict[str, int]] = {}
+    for key, value in stats.items():
+        counter, sep, member = key.partition(":")
+        if not sep or counter not in COUNTERS:
+            continue  # not ours: ignore rather than fail a status call
+        try:
+            n = int(value)
+        except ValueError:
+            continue
+        out.setdefault(member, dict.fromkeys(COUNTERS, 0))[counter] = n
+    return out
+
+
 def build_status(name: str, pool: Mapping[str, str], members: Mapping[str, str],
-                 parked: Mapping[str, str] | None = None) -> PoolStatus:
+                 parked: Mapping[str, str] | None = None, stats: Mapping[str, str] | None = None) -> PoolStatus:
     try:
         capacity, held, waiting = int(pool["capacity"]), int(pool.get("held", 0)), int(pool.get("waiting", 0))
         default_weight, token = float(pool["default_weight"]), int(pool.get("token", 0))
@@ -95,8 +122,12 @@ def build_status(name: str, pool: Mapping[str, str], members: Mapping[str, str],
     demands = {m: min(p[2] + p[3], p[1]) if p[1] is not None else p[2] + p[3] for m, p in parsed.items()}
     shares = fair_shares(capacity, weights, demands)
     parked_by = Counter((parked or {}).values())
+    by_member = parse_counters(stats or {})
     out = {m: MemberStatus(weight=p[0], max_units=p[1], held=p[2], waiting=p[3], fair_share=shares[m],
-                           virtual_service=p[4], removed=p[5], parked=parked_by.get(m, 0))
+                           virtual_service=p[4], removed=p[5], parked=parked_by.get(m, 0),
+                           counters=by_member.get(m, dict.fromkeys(COUNTERS, 0)))
            for m, p in sorted(parsed.items())}
+    totals = {c: sum(x[c] for x in by_member.values()) for c in COUNTERS}
     return PoolStatus(name=name, capacity=capacity, held=held, free=max(capacity - held, 0),
-                      waiting=waiting, members=out, default_weight=default_weight, last_token=token)
+                      waiting=waiting, members=out, default_weight=default_weight, last_token=token,
+                      counters=totals, member_counters=dict(sorted(by_member.items())))
