@@ -508,7 +508,8 @@ class Pool:
         reply = self._run("status")
         if reply[0] != "ok":
             self._fail(reply)
-        return build_status(self.name, _pairs(reply[2]), _pairs(reply[3]), _pairs(reply[4]))
+        return build_status(self.name, _pairs(reply[2]), _pairs(reply[3]), _pairs(reply[4]),
+                            _pairs(reply[5]) if len(reply) > 5 else None)
 
     def leases(self) -> list[Lease]:
         """The live leases, oldest expiry first. They can be released or renewed (admin use)."""
