@@ -9,19 +9,29 @@ indexes (ready, active, sizes, waiters, heads, the pool's held and waiting count
 derived here from that, so the engine's indexes are checked against the truth.
 
 Covered: capacity and resizes, weights and the default weight, per-member caps (max_units),
-ranking by virtual service S with its placement rules, FIFO per member and the head that is
-never overtaken, lease expiry at the TTL with service counted up to expiry, dead-waiter
-purge, failure notices, fencing tokens, removed members and auto members forgotten when idle.
+ranking by virtual service S with its placement and credit rules, FIFO per member and the
+head that is never overtaken, lease expiry at the TTL with service counted up to expiry,
+dead-waiter purge, failure notices, fencing tokens, removed members and auto members
+forgotten when idle.
 Not covered (the model raises NotModelled): parked requests (RQ), caller-chosen repeatable
 ids, pools created by acquire (Lock), pool deletion; nor corrupt state, and the batch limits
 only as far as the tests go (far below them).
 
-Two readings follow the engine rather than the README's plain words. S is kept lazily, as
-lib.lua documents: a member's S is brought up to date only at its own events, and ranking
-uses the S so stored (the README says "the lowest S"). And an expired lease not yet reclaimed
-is charged up to the member's next own event rather than up to its expiry when that event
-comes first (a bug, reproduced by an xfail in test_model.py; ``charge_to_expiry=True`` is
-the README's rule).
+S is stored lazily, as lib.lua documents: a member's S is brought up to date at its own
+events, so a stored S can only lag. The rules the model states over that storage:
+
+- Reclaim first. Every operation reclaims expired leases and dead waiters before anything
+  else touches a member, so an expired lease counts as service exactly up to its expiry.
+  The model charges each lease up to min(now, its expiry) whenever it brings an S up to
+  date (``charge_to_expiry``), which is the README's rule whatever the order of events; the
+  engine reaches the same figures by reclaiming first.
+- Exact ranking (``first_ready``). Freed units go to the ready member with the lowest S: the
+  first-ranked by stored S (ties: earliest head) is brought up to date if it holds units and
+  its S is older than now, and the ranking is taken again, at most MAX_REFRESH times; then
+  whatever ranks first. acquire takes that member's S as the lowest waiting S.
+- Credit clamp on becoming ready. A member whose record goes from not ready to ready (a new
+  request, or its head fits its cap again) keeps at most credit(r) = 4 * capacity * average
+  hold / weight below the lowest stored S among the ready members (``clamp_on_ready``).
 """
 from __future__ import annotations
 
@@ -36,6 +46,7 @@ NOTICE_MS = 60_000      # how long a failure notice waits on its waiter's wake l
 MAX_GRANTS = 100        # batch limits of one call: the model reports "more" like the engine,
 MAX_RECLAIM = 64        # but the tests never come near them
 MAX_PURGE = 64
+MAX_REFRESH = 16        # stale S brought up to date per ranking decision
 
 
 class NotModelled(Exception):
@@ -55,6 +66,7 @@ class Member:
     vt: int = 0                 # ms up to which vs is brought up to date
     kind: str = "auto"          # set (set_weight), auto (joined by acquiring), removed
     was_active: bool = field(default=False, compare=False)  # as last stored (not part of the record)
+    rentry: bool = field(default=False, compare=False)      # had a ready entry as last stored
 
     @property
     def w(self) -> float:
@@ -97,13 +109,19 @@ def too_big_cap(units: int, member: str, max_units: int) -> str:
 
 
 class PoolModel:
-    """One pool. ``charge_to_expiry``: charge an expired lease's units only up to its expiry
-    even when the member has another event before the lease is reclaimed (the README's rule);
-    False mirrors the engine, which charges them up to that event (see test_model.py)."""
+    """One pool. ``charge_to_expiry`` (the default): bringing S up to date charges each lease
+    only up to its expiry, even one not yet reclaimed (the README's rule); False charges the
+    units held until now, as lib.lua's touch() does, which gives the same figures only as
+    long as expired leases are reclaimed before anything else touches a member.
+    ``reclaim_first`` (the default): release, cancel, configure and remove_member reclaim
+    before their work and hand off after it; False is the engine before that change (work,
+    then reclaim and hand-off)."""
 
     credit_periods = CREDIT_PERIODS
+    max_refresh = MAX_REFRESH
+    reclaim_first = True
 
-    def __init__(self, *, charge_to_expiry: bool = False) -> None:
+    def __init__(self, *, charge_to_expiry: bool = True) -> None:
         self.exists = False
         self.capacity = 0
         self.default_weight = "1"
@@ -152,9 +170,41 @@ class PoolModel:
         return r.wait > 0 and head is not None and (r.max_units is None or r.held + head.units <= r.max_units)
 
     def ranking(self) -> list[Member]:
-        """Ready members, best first: lowest stored S, ties to the earliest head (rule 3)."""
+        """Ready members by stored S, ties to the earliest head: the engine's ready index."""
         ready = [r for r in self.members.values() if self.is_ready(r)]
         return sorted(ready, key=lambda r: (r.vs, self.queue[r.name][0].seq))
+
+    def first_ready(self, now: int) -> Optional[Member]:
+        """The ready member with the lowest S (rule 3), its S up to date. Every stored S is at
+        most the true one, so once the first-ranked member's S is current it is truly the
+        lowest; a stale first one is brought up to date (and saved) and the ranking taken
+        again, at most max_refresh times; then whatever ranks first."""
+        for _ in range(self.max_refresh):
+            ranked = self.ranking()
+            if not ranked:
+                return None
+            top = ranked[0]
+            if top.held == 0 or now <= top.vt:
+                return self.load(top.name)
+            r = self.need(top.name)
+            self.touch(r, now)
+            self.events["stale S brought up to date before ranking"] += 1
+            self.save(r)
+        self.events["ranking refresh limit reached"] += 1
+        ranked = self.ranking()
+        return self.load(ranked[0].name) if ranked else None
+
+    def lowest_ready(self, exclude: str) -> Optional[float]:
+        """The lowest stored S in the ready index (``exclude``: a member saved right now, which
+        has no entry there yet)."""
+        values = [r.vs for r in self.members.values() if r.name != exclude and self.is_ready(r)]
+        return min(values) if values else None
+
+    def credit(self, r: Member) -> float:
+        """B / weight: the most credit a member may keep below the others when it starts
+        competing; B = 4 * capacity * average hold (1 s before any lease ended)."""
+        hold = self.avg_hold if self.avg_hold > 0 else 1
+        return self.credit_periods * self.capacity * hold / r.w
 
     def lowest_active(self, exclude: Optional[str] = None) -> Optional[float]:
         values = [r.vs for r in self.members.values() if r.active and r.name != exclude]
@@ -181,7 +231,22 @@ class PoolModel:
         # New (or forgotten and back): placed at the pool's virtual time, no credit (rule 3).
         return Member(m, self.default_weight, None, vs=self.vclock, vt=now, kind="auto")
 
+    def clamp_on_ready(self, r: Member) -> None:
+        """A member becoming ready (a new request, or its head fits its cap again) keeps at most
+        credit(r) below the lowest stored S of the ready members: while its own cap held it
+        back its S fell behind, and it must not then take the whole pool."""
+        ref = self.lowest_ready(exclude=r.name)
+        if ref is not None:
+            floor = ref - self.credit(r)
+            if floor > r.vs:
+                r.vs = floor
+                self.events["S clamped on becoming ready"] += 1
+
     def save(self, r: Member) -> None:
+        ready = self.is_ready(r)
+        if ready and not r.rentry:
+            self.clamp_on_ready(r)
+        r.rentry = ready
         self.members[r.name] = r
         if not r.active and r.was_active:
             # Going idle: the pool's virtual time moves up to the lowest S still in use (or this
@@ -228,8 +293,7 @@ class PoolModel:
             ref = wref if wref is not None else self.lowest_active(exclude=r.name)
             self.events["busy member starts asking" + (" (no reference)" if ref is None else "")] += 1
             if ref is not None:
-                hold = self.avg_hold if self.avg_hold > 0 else 1
-                floor = ref - self.credit_periods * self.capacity * hold / r.w
+                floor = ref - self.credit(r)
                 if floor > r.vs:
                     r.vs = floor
                     self.events["busy member's credit bounded"] += 1
@@ -312,11 +376,9 @@ class PoolModel:
             free = self.capacity - self.held
             if free <= 0 or self.waiting <= 0:
                 return False
-            ranked = self.ranking()
-            if not ranked:
+            r = self.first_ready(now)
+            if r is None:
                 return False
-            r = self.load(ranked[0].name)
-            assert r is not None
             q = self.queue[r.name][0]
             if q.units > free:
                 self.events["head waits for units (not overtaken)"] += 1
@@ -330,8 +392,10 @@ class PoolModel:
             self.save(r)
         return True
 
-    def housekeeping(self, now: int) -> bool:
-        """Every call first reclaims expired leases, purges dead waiters, hands off (rules 5, 6, 8)."""
+    def reclaim(self, now: int) -> bool:
+        """Reclaim expired leases (in expiry order, each charged up to its expiry) and purge dead
+        waiters (rules 6, 8); True if cut short by the batch. Every operation does this before
+        anything else touches a member."""
         expired = sorted((g.expiry, lid) for lid, g in self.leases.items() if g.expiry <= now)[:MAX_RECLAIM]
         for exp, lid in expired:
             self.end_lease(lid, now, exp)
@@ -342,7 +406,22 @@ class PoolModel:
                 self.drop_waiter(wid, now, None)
         for wid in [w for w, e in self.wake.items() if now > e[1] + 2]:
             del self.wake[wid]  # certainly expired: forget it
-        return self.dispatch(now) or len(expired) == MAX_RECLAIM
+        return len(expired) == MAX_RECLAIM
+
+    def housekeeping(self, now: int) -> bool:
+        """Reclaim, then hand off what is free (rule 5); True if either was cut short."""
+        more = self.reclaim(now)
+        return self.dispatch(now) or more
+
+    def before_work(self, now: int) -> bool:
+        """release, cancel, configure, remove_member: reclaim before touching any member."""
+        return self.reclaim(now) if self.reclaim_first else False
+
+    def after_work(self, now: int, more: bool) -> bool:
+        """... and hand off after their work (reclaiming here too when not done before)."""
+        if not self.reclaim_first:
+            return self.housekeeping(now) or more
+        return self.dispatch(now) or more
 
     def next_expiry(self, now: int) -> int:
         if not self.leases:
@@ -370,7 +449,7 @@ class PoolModel:
                 raise AssertionError("model: creating a pool needs its first token (server clock in us)")
             self.exists, self.capacity, self.default_weight = True, capacity, dw or "1"
             self.token, self.seq, self.vclock, self.avg_hold = init_token, 0, 0.0, 0.0
-        more = 0
+        more = int(self.before_work(now))
         if capacity > 0:
             # Queued requests a shrink made impossible fail with InvalidRequest (rule 1).
             doomed = sorted((q.units, q.id) for reqs in self.queue.values() for q in reqs if q.units > capacity)
@@ -379,7 +458,7 @@ class PoolModel:
                 self.drop_waiter(wid, now, "err:invalid:" + too_big_capacity(units, capacity))
             if len(doomed) == MAX_GRANTS:
                 more = 1
-        if self.housekeeping(now):
+        if self.housekeeping(now):  # reclaims nothing new when it reclaimed first
             more = 1
         return ["ok", more]
 
@@ -406,8 +485,8 @@ class PoolModel:
         if r.wait == 0:  # FIFO per member: with a request queued, the new one queues behind it
             wref = None
             if self.waiting > 0:
-                ranked = self.ranking()
-                wref = ranked[0].vs if ranked else None
+                first = self.first_ready(now)
+                wref = first.vs if first is not None else None
             self.place(r, wref)
             fits = units <= self.capacity - self.held and (r.max_units is None or r.held + units <= r.max_units)
             # Granted at once if it fits and nobody waiting ranks ahead (rule 2).
@@ -432,9 +511,10 @@ class PoolModel:
         return ["queued", str(self.next_expiry(now))]
 
     def op_release(self, now: int, argv: list[str]) -> Any:
+        more = self.before_work(now)
         g = self.leases.get(argv[0])
         ended = 1 if g is not None and g.expiry > now and self.end_lease(argv[0], now, None) else 0
-        return [ended, int(self.housekeeping(now))]
+        return [ended, int(self.after_work(now, more))]
 
     def op_renew(self, now: int, argv: list[str]) -> Any:
         g = self.leases.get(argv[0])
@@ -469,12 +549,13 @@ class PoolModel:
 
     def op_cancel(self, now: int, argv: list[str]) -> Any:
         wid = argv[0]
+        more = self.before_work(now)
         if self.drop_waiter(wid, now, None):
             result: list[Any] = ["cancelled"]
         else:
             msg = self.pop_wake(wid, now)
             result = ["gone"] if msg is None else ["wake", msg]
-        return result + [int(self.housekeeping(now))]
+        return result + [int(self.after_work(now, more))]
 
     def op_set_member(self, now: int, argv: list[str]) -> Any:
         m, ws, mx = argv
@@ -507,6 +588,7 @@ class PoolModel:
         r0 = self.members.get(m)
         if r0 is None or r0.kind == "removed":
             return ["nomember"]
+        self.before_work(now)
         entries = list(self.queue.get(m, []))[:MAX_GRANTS]
         for q in entries:
             self.drop_waiter(q.id, now, f"err:removed:member {m} was removed from the pool")
@@ -517,7 +599,7 @@ class PoolModel:
         if r is not None:
             r.kind = "removed"  # its leases run on; the record goes when they end
             self.save(r)
-        self.housekeeping(now)
+        self.housekeeping(now)  # reclaims nothing new when it reclaimed first
         return ["ok", 0]
 
     def op_status(self, now: int, argv: list[str]) -> Any:
@@ -556,6 +638,8 @@ class PoolModel:
         """Everything the pool's keys hold, in the shape test_model.read_state() parses Redis into."""
         if not self.exists:
             return {}
+        out_of_step = [m for m, r in self.members.items() if r.rentry != self.is_ready(r)]
+        assert not out_of_step, f"model: ready flags of {out_of_step} out of step with the queue"
         entries = sorted(((q.member.encode(), q.seq), (q.member, q.seq, q.units, q.ttl, q.id))
                          for reqs in self.queue.values() for q in reqs)
         queue = [e for _, e in entries]

@@ -43,8 +43,8 @@ COVERED_ON_FAKE = {  # rules and replies a random run must have gone through (co
     "lease renewed", "lease expired", "queued request granted", "dead waiter purged",
     "head waits for units (not overtaken)", "queued behind its own request", "vclock moved by a member going idle",
     "auto member forgotten", "removed member forgotten", "blocking acquire -> lease", "blocking acquire -> timeout",
-    "renew -> lost", "cancel -> cancelled",
-}  # rarer paths are played out by waiter_scenario and credit_scenario
+    "renew -> lost", "cancel -> cancelled", "stale S brought up to date before ranking",
+}  # rarer paths (the credit clamp, the refresh bound...) are played out by the *_scenario functions
 COVERED_ON_REAL = {"lease expired", "lease released", "queued request granted", "dead waiter purged",
                    "head waits for units (not overtaken)"}
 
@@ -833,6 +833,205 @@ def test_waiter_scenario_matches_model_on_redis_server(url: str) -> None:
     client.close()
 
 
+# -- the three rules of the reclaim-first / exact-ranking change, played out on both backends ------
+
+def server_ms(h: Harness) -> int:
+    return h.server_us() // 1000
+
+
+def sleep_until(h: Harness, t_ms: int) -> None:
+    """Until the server clock reads ``t_ms`` (the fake clock: exactly then, half a ms past)."""
+    if h.clock is not None:
+        h.clock.us = max(h.clock.us, t_ms * 1000 + 500)
+        return
+    while (left := t_ms - server_ms(h)) >= 0:
+        time.sleep(left / 1000 + 0.0005)
+
+
+def enqueue_raw(h: Harness, m: str, units: int = 1, ttl_ms: int = 1_000_000) -> tuple[str, list[Any]]:
+    """The first step of a blocking acquire: a waiter id and the acquire reply."""
+    wid = new_id()
+    return wid, h.pool._run("acquire", m, units, ttl_ms, wid, "wait", 600_000, "", "")
+
+
+def expiry_scenario(h: Harness) -> None:
+    """Rule 1 (reclaim first): a member releases one lease while another of its leases has
+    expired but is not reclaimed yet; the expired one counts as service only up to its expiry."""
+    pool = h.pool
+    pool.configure(capacity=4)
+    pool.set_weight("a", 1)
+    first = pool.try_acquire("a", ttl=0.1)  # expires 100 ms later
+    second = pool.try_acquire("a", ttl=10)
+    assert first is not None and second is not None
+    expires, g2 = h.grants[first.id][1], h.model.leases[second.id].granted
+    s2 = h.model.members["a"].vs  # S as of the second grant (0 on the fake clock)
+    sleep_until(h, expires + 50)
+    h.begin()
+    assert second.release()  # reclaims the expired lease first, then ends this one
+    h.only("release")
+    now = h.calls[0][2]
+    # From the second grant on: the first lease up to its expiry, the second up to now (on
+    # the fake clock 0.1 + 0.15 = 0.25, where charging the first up to now would give 0.3).
+    assert h.model.members["a"].vs == pytest.approx(s2 + (expires - g2 + now - g2) / 1000, rel=REL_TOL)
+    if h.clock is not None:
+        assert h.model.members["a"].vs == pytest.approx(0.25, rel=REL_TOL)
+    assert (h.events["lease expired"], h.events["lease released"]) == (1, 1)
+
+
+def stale_s_scenario(h: Harness, u: int) -> None:
+    """Rule 2 (exact ranking): stored S lags for members holding units; the first-ranked one is
+    brought up to date before it wins. ``u``: ms per step (the fake clock: 1 s).
+
+    Capacity 4, weights 1. At 0, a holds 2 units, b 1, c 1 (c's lease for 10 steps); a queues
+    1. At 5, b queues 1: a's stored S (0) is brought up to date to 10 when b's request is
+    placed. At 10, c's lease expires: b (true S 10) must get the unit, not a (true S 20),
+    though a ranks first by stored S at first (10 at step 5, tie won by a's earlier head)."""
+    pool = h.pool
+    pool.configure(capacity=4)
+    for m in "abc":
+        pool.set_weight(m, 1)
+    t0 = server_ms(h)
+    assert pool.try_acquire("a", units=2, ttl=1000) is not None
+    assert pool.try_acquire("b", ttl=1000) is not None
+    held_by_c = pool.try_acquire("c", ttl=10 * u / 1000)
+    assert held_by_c is not None
+    wa, reply = enqueue_raw(h, "a")
+    assert reply[0] == "queued"
+    sleep_until(h, t0 + 5 * u)
+    refreshed = h.events["stale S brought up to date before ranking"]
+    wb, reply = enqueue_raw(h, "b")
+    assert reply[0] == "queued"
+    assert h.events["stale S brought up to date before ranking"] == refreshed + 1  # a's, for b's placement
+    if h.clock is not None:
+        assert (h.model.members["a"].vs, h.model.members["b"].vs) == (10, 5)
+    sleep_until(h, h.grants[held_by_c.id][1])  # c's lease expires
+    h.begin()
+    pool.status()
+    assert h.model.leases[wb].member == "b" and h.model.waiter(wa) is not None  # b got the unit
+    assert h.events["stale S brought up to date before ranking"] >= refreshed + 2  # b's and a's
+    if h.clock is not None:
+        assert (h.model.members["a"].vs, h.model.members["b"].vs, h.model.members["c"].vs) == (20, 10, 10)
+    msg = h.pop(wb, None)
+    assert msg is not None and msg.startswith("ok:")
+
+
+def refresh_limit_scenario(h: Harness) -> None:
+    """Rule 2's bound: one ranking decision brings at most MAX_REFRESH (16) stale S up to date,
+    then takes whatever ranks first. 18 members each hold a unit and queue one; time passes;
+    m17 releases: m00..m15 are refreshed, and m16, still stale, gets the unit (with no bound,
+    all would tie and m00, the earliest head, would)."""
+    pool = h.pool
+    names = [f"m{i:02d}" for i in range(18)]
+    pool.configure(capacity=len(names))
+    leases = {m: pool.try_acquire(m, ttl=1000) for m in names}
+    waiters = {}
+    for m in names:
+        waiters[m], reply = enqueue_raw(h, m)
+        assert reply[0] == "queued"
+    # Long enough that any S brought up to date ranks after every stale one.
+    grants = sorted(h.model.leases[lease.id].granted for lease in leases.values() if lease is not None)
+    sleep_until(h, server_ms(h) + max(1000 if h.clock is not None else 100, 3 * (grants[-1] - grants[0])))
+    limits = h.events["ranking refresh limit reached"]
+    lease = leases["m17"]
+    assert lease is not None and lease.release()
+    assert h.events["ranking refresh limit reached"] == limits + 1
+    granted = [m for m in names if waiters[m] in h.model.leases]
+    assert len(granted) == 1
+    if h.clock is not None:
+        assert granted == ["m16"]
+        assert [h.model.members[m].vs for m in names] == [1.0] * 18  # m16's brought up to date by its grant
+
+
+def clamp_scenario(h: Harness, how: str, u: int) -> None:
+    """Rule 3 (credit clamp on becoming ready): a held back by its own cap (1 on capacity 4)
+    while b holds 3 units; its S falls far behind b's. When a's head fits its cap again, a
+    keeps at most credit = 4 * capacity * average hold / weight below the lowest ready S.
+    how: "expiry" (capacity shrinks to 1, then a's lease expires) or "cap" (a's cap is raised
+    to 2). ``u``: ms per step (the fake clock: 1 s, the average hold time then 1 s too)."""
+    pool = h.pool
+    pool.configure(capacity=4)
+    pool.set_weight("a", 1, max_units=1)
+    pool.set_weight("b", 1)
+    t0 = server_ms(h)
+    primer = pool.try_acquire("b", ttl=1000)  # a first lease held 1 step: the average hold time
+    assert primer is not None
+    sleep_until(h, t0 + u)
+    assert primer.release()
+    assert pool.try_acquire("a", ttl=100 * u / 1000 if how == "expiry" else 1000) is not None
+    wa, reply = enqueue_raw(h, "a")
+    assert reply[0] == "queued"
+    assert not h.model.is_ready(h.model.members["a"])  # its cap holds it back
+    assert pool.try_acquire("b", units=3, ttl=1000) is not None
+    t1 = server_ms(h)
+    sleep_until(h, t1 + 70 * u)
+    wb, reply = enqueue_raw(h, "b")
+    assert reply[0] == "queued"
+    if how == "expiry":
+        pool.configure(capacity=1)
+    assert h.events["S clamped on becoming ready"] == 0
+    sleep_until(h, t1 + 100 * u)
+    ref = h.model.members["b"].vs  # the lowest ready S, as stored
+    if how == "expiry":
+        pool.status()  # a's lease expires: its head fits its cap again
+    else:
+        pool.set_weight("a", 1, max_units=2)
+    a = h.model.members["a"]
+    assert h.model.is_ready(a) and h.events["S clamped on becoming ready"] == 1
+    assert a.vs == pytest.approx(ref - h.model.credit(a), rel=REL_TOL)
+    if h.clock is not None:
+        # b: 1 unit for 1 s, then 3 units for 70 s: 211. a: 1 + 100 = 101, clamped to
+        # 211 - 4 * capacity * 1 s: 207 on capacity 1, 195 on capacity 4.
+        assert ref == 211
+        assert a.vs == (207 if how == "expiry" else 195)
+    assert h.model.waiter(wa) is not None and h.model.waiter(wb) is not None
+
+
+def test_expired_lease_counts_as_service_only_up_to_its_expiry(fake_clock: FakeClock,
+                                                                fake_server: fakeredis.FakeServer) -> None:
+    expiry_scenario(Harness(fakeredis.FakeRedis(server=fake_server), "expiry-" + uuid.uuid4().hex, fake_clock))
+
+
+def test_expired_lease_counts_as_service_only_up_to_its_expiry_on_redis_server(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    expiry_scenario(Harness(client, "expiry-" + uuid.uuid4().hex, None))
+    client.close()
+
+
+def test_stale_s_is_brought_up_to_date_before_ranking(fake_clock: FakeClock,
+                                                       fake_server: fakeredis.FakeServer) -> None:
+    stale_s_scenario(Harness(fakeredis.FakeRedis(server=fake_server), "stale-" + uuid.uuid4().hex, fake_clock), 1000)
+
+
+def test_stale_s_is_brought_up_to_date_before_ranking_on_redis_server(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    stale_s_scenario(Harness(client, "stale-" + uuid.uuid4().hex, None), 30)
+    client.close()
+
+
+def test_ranking_refreshes_at_most_max_refresh(fake_clock: FakeClock, fake_server: fakeredis.FakeServer) -> None:
+    refresh_limit_scenario(Harness(fakeredis.FakeRedis(server=fake_server), "limit-" + uuid.uuid4().hex,
+                                   fake_clock))
+
+
+def test_ranking_refreshes_at_most_max_refresh_on_redis_server(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    refresh_limit_scenario(Harness(client, "limit-" + uuid.uuid4().hex, None))
+    client.close()
+
+
+@pytest.mark.parametrize("how", ["expiry", "cap"])
+def test_credit_clamped_on_becoming_ready(how: str, fake_clock: FakeClock, fake_server: fakeredis.FakeServer) -> None:
+    clamp_scenario(Harness(fakeredis.FakeRedis(server=fake_server), "clamp-" + uuid.uuid4().hex, fake_clock),
+                   how, 1000)
+
+
+@pytest.mark.parametrize("how", ["expiry", "cap"])
+def test_credit_clamped_on_becoming_ready_on_redis_server(how: str, url: str) -> None:
+    client = redis.Redis.from_url(url)
+    clamp_scenario(Harness(client, "clamp-" + uuid.uuid4().hex, None), how, 5)
+    client.close()
+
+
 # -- the comparison can fail: models with one rule wrong are caught ---------------------------------
 
 class TiesToLatestHead(PoolModel):
@@ -853,18 +1052,48 @@ class IdleKeepsItsCredit(PoolModel):
 
 
 class ExpiryChargedToReclaim(PoolModel):
+    """An expired lease is charged as held until the call that reclaims it."""
+
+    def __init__(self) -> None:
+        super().__init__(charge_to_expiry=False)
+
     def end_lease(self, lid: str, now: int, expired: Optional[int]) -> bool:
-        g = self.leases.get(lid)
-        if g is not None and expired is not None:
-            self.touch(self.members[g.member], now)
-        return super().end_lease(lid, now, expired)
+        return super().end_lease(lid, now, None if expired is None else now)
+
+
+class WorkBeforeReclaim(PoolModel):
+    """The engine before rule 1: release, cancel, configure and remove_member do their work
+    first, so a member's unreclaimed expired lease is charged up to that work."""
+
+    reclaim_first = False
+
+    def __init__(self) -> None:
+        super().__init__(charge_to_expiry=False)
+
+
+class RankedByStoredS(PoolModel):
+    """The engine before rule 2: ranking by stored S, stale or not."""
+
+    max_refresh = 0
+
+
+class RefreshWithoutBound(PoolModel):
+    max_refresh = 1_000_000
+
+
+class NoClampOnReady(PoolModel):
+    """The engine before rule 3: a member held back by its cap keeps all its credit."""
+
+    def clamp_on_ready(self, r: Any) -> None:
+        pass
 
 
 class CreditOfThreePeriods(PoolModel):
     credit_periods = 3
 
 
-@pytest.mark.parametrize("mutant", [TiesToLatestHead, HeadOvertaken, IdleKeepsItsCredit, ExpiryChargedToReclaim])
+@pytest.mark.parametrize("mutant", [TiesToLatestHead, HeadOvertaken, IdleKeepsItsCredit, ExpiryChargedToReclaim,
+                                    WorkBeforeReclaim, RankedByStoredS])
 def test_a_wrong_rule_in_the_model_is_caught(mutant: type, fake_clock: FakeClock,
                                               fake_server: fakeredis.FakeServer) -> None:
     backend = Backend(fakeredis.FakeRedis(server=fake_server), fake_clock, FAKE_JUMPS_MS, model=mutant)
@@ -878,20 +1107,21 @@ def test_a_wrong_credit_bound_is_caught(fake_clock: FakeClock, fake_server: fake
                                 CreditOfThreePeriods()))
 
 
-# -- where the engine and the README disagree -----------------------------------------------------
+SCENARIOS: dict[str, Callable[[Harness], None]] = {
+    "expiry": expiry_scenario,
+    "stale": lambda h: stale_s_scenario(h, 1000),
+    "limit": refresh_limit_scenario,
+    "clamp-expiry": lambda h: clamp_scenario(h, "expiry", 1000),
+    "clamp-cap": lambda h: clamp_scenario(h, "cap", 1000),
+}
 
-@pytest.mark.xfail(strict=True, raises=ModelMismatch, reason=(
-    "engine bug: an expired lease not yet reclaimed is charged as service up to the member's next "
-    "own event (release, cancel, remove, resize), not up to its expiry: release.lua ends the "
-    "released lease (touching the member at now) before housekeeping reclaims the expired one"))
-def test_expired_lease_counts_as_service_only_up_to_its_expiry(fake_clock: FakeClock,
-                                                                fake_server: fakeredis.FakeServer) -> None:
-    h = Harness(fakeredis.FakeRedis(server=fake_server), "overcharge-" + uuid.uuid4().hex, fake_clock,
-                PoolModel(charge_to_expiry=True))
-    h.pool.configure(capacity=4)
-    h.pool.set_weight("a", 1)
-    h.pool.try_acquire("a", ttl=0.1)  # expires 100 ms later
-    second = h.pool.try_acquire("a", ttl=10)
-    assert second is not None
-    fake_clock.us += 150_000
-    second.release()  # S should be 1 * 0.1 + 1 * 0.15 = 0.25; the engine stores 0.3
+
+@pytest.mark.parametrize("mutant, scenario", [
+    (ExpiryChargedToReclaim, "expiry"), (WorkBeforeReclaim, "expiry"), (RankedByStoredS, "stale"),
+    (RefreshWithoutBound, "limit"), (NoClampOnReady, "clamp-expiry"), (NoClampOnReady, "clamp-cap"),
+])
+def test_a_wrong_rule_is_caught_by_its_scenario(mutant: type, scenario: str, fake_clock: FakeClock,
+                                                fake_server: fakeredis.FakeServer) -> None:
+    h = Harness(fakeredis.FakeRedis(server=fake_server), scenario + "-" + uuid.uuid4().hex, fake_clock, mutant())
+    with pytest.raises(ModelMismatch, match="disagree"):
+        SCENARIOS[scenario](h)
