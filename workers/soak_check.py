@@ -549,15 +549,25 @@ def _check_fairness(orch: list[dict], snapshots: list[dict], leases: dict[str, L
         used = sum(achieved.values())
         fair = fair_shares(used, weights, demands)
         start = {m: float(v[4]) if len(v) > 4 else 0.0 for m, v in members.items()}
+        # Rule 3's bound on catch-up: B = 4 x capacity x average hold time, in unit-seconds.
+        credit = CREDIT_PERIODS * cap * float(snaps[0].get("avg_hold", 0.0))
+        # A member far behind the others catches up by at most B / weight: the engine raises
+        # its S to within that of the lowest ready S whenever it starts competing again.
+        # A member idle at the start (holding and asking nothing) is placed at the lowest S of
+        # the active ones when it starts asking, so it has no catch-up coming either.
+        active = {m: x for m, x in start.items() if members[m][2] or members[m][3]}
+        floor = min(active.values(), default=min(start.values(), default=0.0))
+        effective = {}
+        for m, x in start.items():
+            others = min((y for k, y in active.items() if k != m), default=floor)
+            effective[m] = max(x, others - credit / weights[m]) if m in active else max(x, floor)
         due = {m: x / span for m, x in due_service(used * span, weights, {m: d * span for m, d in demands.items()},
-                                                   start).items()}
+                                                   effective).items()}
         row.update(capacity=cap, used=round(used, 2), lump=round(lump, 2), members={
             m: {"weight": weights[m], "max_units": members[m][1], "demand": round(demands[m], 2),
                 "S0": round(start[m], 2), "held": round(achieved[m], 2), "fair": round(fair[m], 2),
                 "due": round(due[m], 2)} for m in sorted(weights)})
         checked += 1
-        # Rule 3's bound on catch-up: B = 4 x capacity x average hold time, in unit-seconds.
-        credit = CREDIT_PERIODS * cap * float(snaps[0].get("avg_hold", 0.0))
         row["credit_bound"] = round(credit, 2)
         for m in weights:
             excess = (achieved[m] - fair[m]) * span
