@@ -3,13 +3,15 @@
 A Lease is a handle, like an open file: it knows its pool, can renew and release itself,
 is a context manager (released on exit) and can renew itself in a background thread.
 State is per lease object, never thread-local, so any thread may release it.
+``LeaseBase`` and ``RenewalPlan`` are shared with the asyncio lease
+(``wshare_redis.asyncio.Lease``), which renews in a task instead.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -22,23 +24,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("wshare_redis")
 
-OnLost = Callable[["Lease"], None]
+OnLost = Callable[[Any], Any]
 
 
-class Lease:
-    """Units held by one caller.
+class LeaseBase:
+    """What every lease has, sync or asyncio: its fields (see ``Lease``), renewal bookkeeping
+    and how a loss is reported."""
 
-    Attributes: ``id`` (unguessable; whoever has it can release it), ``pool`` (name),
-    ``member``, ``units``, ``token`` (fencing token: strictly increasing per pool, kept
-    across renewals), ``expires_at`` (Unix seconds on the Redis server's clock), ``ttl``
-    (seconds a renewal extends the lease by), ``lost`` (True once auto-renewal failed).
-    """
-
-    def __init__(self, handle: "Pool", lease_id: str, member: str, units: int, token: int,
+    def __init__(self, handle: Any, lease_id: str, member: str, units: int, token: int,
                  expires_at: float, ttl: float) -> None:
         self._handle = handle
         self.id = lease_id
-        self.pool = handle.name
+        self.pool: str = handle.name
         self.member = member
         self.units = units
         self.token = token
@@ -47,12 +44,89 @@ class Lease:
         self.lost = False
         self.released = False
         self._on_lost: Optional[OnLost] = None
-        self._stop: Optional[threading.Event] = None  # made by start_auto_renew (saves time per lease)
-        self._renewer: Optional[threading.Thread] = None
 
     def __repr__(self) -> str:
-        return (f"Lease(pool={self.pool!r}, member={self.member!r}, units={self.units}, "
+        return (f"{type(self).__name__}(pool={self.pool!r}, member={self.member!r}, units={self.units}, "
                 f"token={self.token}, expires_at={self.expires_at:.3f})")
+
+    def start_auto_renew(self, on_lost: Optional[OnLost] = None) -> None:
+        raise NotImplementedError
+
+    def _renewal_ms(self, ttl: float | None) -> int:
+        """The ms a renewal asks for; a new ``ttl`` (seconds) becomes the lease's own."""
+        if ttl is None:
+            return round(self.ttl * 1000)
+        ms = ttl_ms(ttl)
+        self.ttl = ms / 1000
+        return ms
+
+    def _renewed(self, expires_ms: Optional[int]) -> None:
+        if expires_ms is None:
+            raise LeaseLost(self.pool, self.id)
+        self.expires_at = expires_ms / 1000
+
+    def _renewal_stopped(self) -> bool:
+        """True once released: a failing renewal then is no loss worth reporting."""
+        return self.released
+
+    def _mark_lost(self, why: str) -> Any:
+        """Record the loss, warn and call ``on_lost``; returns what it returned (the asyncio
+        lease awaits it if it is awaitable)."""
+        if self._renewal_stopped():
+            return None
+        self.lost = True
+        log.warning("wshare: lease %s of pool %r (member %r) is lost: %s", self.id, self.pool, self.member, why)
+        if self._on_lost is not None:
+            try:
+                return self._on_lost(self)
+            except Exception:
+                log.exception("wshare: on_lost callback failed")
+        return None
+
+
+class RenewalPlan:
+    """When an auto-renewing lease renews next, and when failures make it lost: renew every
+    ttl/3; after a Redis error retry sooner, until the lease may have run out."""
+
+    def __init__(self, lease: LeaseBase) -> None:
+        self.lease = lease
+        self.deadline = time.monotonic() + lease.ttl  # local bound on when the lease may run out
+        self.interval = lease.ttl / 3
+
+    def renewed(self, sent: float) -> None:
+        self.deadline = sent + self.lease.ttl
+        self.interval = self.lease.ttl / 3
+
+    def failed(self, e: Exception) -> Optional[str]:
+        """Why the lease is lost after this failed renewal, or None to retry in ``interval``."""
+        lease = self.lease
+        if isinstance(e, LeaseLost):
+            return "it was released, revoked or expired"
+        if isinstance(e, (RedisConnectionError, RedisTimeoutError, OSError, NotReplicated)):
+            if time.monotonic() >= self.deadline:
+                return f"not renewed (Redis unreachable or replicas behind) until the lease ran out ({e})"
+            log.warning("wshare: renewing lease %s of pool %r failed, retrying: %s", lease.id, lease.pool, e)
+            self.interval = min(lease.ttl / 10, max(self.deadline - time.monotonic(), 0.0) / 2, 1.0)
+            return None
+        return f"renewal failed: {e!r}"  # never let the renewal die silently holding a lease it lost
+
+
+class Lease(LeaseBase):
+    """Units held by one caller.
+
+    Attributes: ``id`` (unguessable; whoever has it can release it), ``pool`` (name),
+    ``member``, ``units``, ``token`` (fencing token: strictly increasing per pool, kept
+    across renewals), ``expires_at`` (Unix seconds on the Redis server's clock), ``ttl``
+    (seconds a renewal extends the lease by), ``lost`` (True once auto-renewal failed).
+    """
+
+    _handle: "Pool"
+
+    def __init__(self, handle: "Pool", lease_id: str, member: str, units: int, token: int,
+                 expires_at: float, ttl: float) -> None:
+        super().__init__(handle, lease_id, member, units, token, expires_at, ttl)
+        self._stop: Optional[threading.Event] = None  # made by start_auto_renew (saves time per lease)
+        self._renewer: Optional[threading.Thread] = None
 
     # -- renewal ------------------------------------------------------------------------
 
@@ -61,15 +135,7 @@ class Lease:
 
         Raises LeaseLost if the lease has ended; the fencing token stays the same.
         """
-        if ttl is not None:
-            ms = ttl_ms(ttl)
-            self.ttl = ms / 1000
-        else:
-            ms = round(self.ttl * 1000)
-        expires_ms = self._handle._renew(self.id, ms)
-        if expires_ms is None:
-            raise LeaseLost(self.pool, self.id)
-        self.expires_at = expires_ms / 1000
+        self._renewed(self._handle._renew(self.id, self._renewal_ms(ttl)))
 
     def start_auto_renew(self, on_lost: Optional[OnLost] = None) -> None:
         """Renew every ttl/3 in a daemon thread until released.
@@ -86,40 +152,23 @@ class Lease:
         self._renewer.start()
 
     def _renew_loop(self) -> None:
-        deadline = time.monotonic() + self.ttl  # local bound on when the lease may run out
-        interval = self.ttl / 3
+        plan = RenewalPlan(self)
         stop = self._stop
         assert stop is not None
-        while not stop.wait(interval):
+        while not stop.wait(plan.interval):
             sent = time.monotonic()
             try:
                 self.renew()
-            except LeaseLost:
-                self._mark_lost("it was released, revoked or expired")
-                return
-            except (RedisConnectionError, RedisTimeoutError, OSError, NotReplicated) as e:
-                if time.monotonic() >= deadline:
-                    self._mark_lost(f"not renewed (Redis unreachable or replicas behind) until the lease ran out ({e})")
+            except Exception as e:
+                why = plan.failed(e)
+                if why is not None:
+                    self._mark_lost(why)
                     return
-                log.warning("wshare: renewing lease %s of pool %r failed, retrying: %s", self.id, self.pool, e)
-                interval = min(self.ttl / 10, max(deadline - time.monotonic(), 0.0) / 2, 1.0)
-            except Exception as e:  # never let the thread die silently holding a lease it lost
-                self._mark_lost(f"renewal failed: {e!r}")
-                return
             else:
-                deadline = sent + self.ttl
-                interval = self.ttl / 3
+                plan.renewed(sent)
 
-    def _mark_lost(self, why: str) -> None:
-        if self._stop is not None and self._stop.is_set():
-            return
-        self.lost = True
-        log.warning("wshare: lease %s of pool %r (member %r) is lost: %s", self.id, self.pool, self.member, why)
-        if self._on_lost is not None:
-            try:
-                self._on_lost(self)
-            except Exception:
-                log.exception("wshare: on_lost callback failed")
+    def _renewal_stopped(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
 
     # -- release --------------------------------------------------------------------------
 

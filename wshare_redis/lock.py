@@ -1,17 +1,43 @@
 """Lock: a distributed mutex with fencing tokens, as a capacity-1 pool created on first use."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Generic, Optional, TypeVar
 
 from .errors import InvalidRequest
 from .keys import DEFAULT_PREFIX
-from .lease import Lease, OnLost
+from .lease import Lease, LeaseBase, OnLost
 from .pool import DEFAULT_TTL, Pool
 
 LOCK_MEMBER = "lock"
 
+L = TypeVar("L", bound=LeaseBase)
 
-class Lock:
+
+class LockBase(Generic[L]):
+    """What the sync and the asyncio Lock share: settings, the held lease, the token."""
+
+    def __init__(self, pool: Any, ttl: float, auto_renew: bool, on_lost: Optional[OnLost]) -> None:
+        self.pool = pool
+        self.ttl = ttl
+        self.auto_renew = auto_renew
+        self.on_lost = on_lost
+        self.lease: Optional[L] = None
+
+    @property
+    def name(self) -> str:
+        return str(self.pool.name)
+
+    @property
+    def token(self) -> Optional[int]:
+        """The fencing token of the held lease (None when not held)."""
+        return self.lease.token if self.lease is not None else None
+
+    def _check_not_held(self) -> None:
+        if self.lease is not None and not (self.lease.released or self.lease.lost):
+            raise InvalidRequest(f"lock {self.name!r} is already held by this Lock object (not reentrant)")
+
+
+class Lock(LockBase[Lease]):
     """A mutex over Redis whose holders get strictly increasing fencing tokens.
 
     Waiters queue first come, first served and are woken by a push (no polling). The lock
@@ -19,28 +45,17 @@ class Lock:
     Not reentrant: acquiring a Lock object that already holds raises InvalidRequest.
     """
 
+    pool: Pool
+
     def __init__(self, client: Any, name: str, *, ttl: float = DEFAULT_TTL,
                  prefix: str = DEFAULT_PREFIX, auto_renew: bool = False,
                  on_lost: Optional[OnLost] = None, min_replicas: int = 0, replica_timeout: float = 0.1) -> None:
-        self.pool = Pool(client, name, prefix=prefix, min_replicas=min_replicas, replica_timeout=replica_timeout)
-        self.ttl = ttl
-        self.auto_renew = auto_renew
-        self.on_lost = on_lost
-        self.lease: Optional[Lease] = None
-
-    @property
-    def name(self) -> str:
-        return self.pool.name
-
-    @property
-    def token(self) -> Optional[int]:
-        """The fencing token of the held lease (None when not held)."""
-        return self.lease.token if self.lease is not None else None
+        super().__init__(Pool(client, name, prefix=prefix, min_replicas=min_replicas,
+                              replica_timeout=replica_timeout), ttl, auto_renew, on_lost)
 
     def acquire(self, timeout: Optional[float] = None) -> Lease:
         """Wait up to ``timeout`` seconds (None: for ever) for the lock; AcquireTimeout if not granted."""
-        if self.lease is not None and not (self.lease.released or self.lease.lost):
-            raise InvalidRequest(f"lock {self.name!r} is already held by this Lock object (not reentrant)")
+        self._check_not_held()
         self.lease = self.pool._acquire(LOCK_MEMBER, 1, self.ttl, timeout, self.auto_renew, self.on_lost, "1")
         return self.lease
 

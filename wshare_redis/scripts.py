@@ -11,7 +11,7 @@ import weakref
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from redis.exceptions import ResponseError
 
@@ -61,7 +61,37 @@ def library() -> tuple[str, dict[str, str]]:
     return "\n".join(code) + "\n", names
 
 
-class Scripts:
+class _Library:
+    """What the sync and the asyncio script runners share: the library and its names, what
+    the server was found to support, and what to do about an error reply to FCALL."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.functions: Optional[bool] = None  # unknown until the first call
+        self.code, self.names = library()
+        for op in OPERATIONS:  # EVAL scripts, for servers without Functions and for pipelines
+            setattr(self, op, client.register_script(source(op)))
+
+    def _recovery(self, error: Exception, attempt: int) -> str:
+        """After an error reply to FCALL: "load" the library and try again (the server lost
+        it: restart without persistence, FUNCTION FLUSH), "eval" (no Functions on this server:
+        EVAL scripts from now on) or "raise"."""
+        text = str(error).lower()
+        if "function not found" in text and attempt == 1:
+            return "load"
+        if "unknown command" in text:
+            self.functions = False
+            return "eval"
+        return "raise"
+
+    def _command(self, op: str, keys: list[str], args: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The raw command running ``op``, for pipelines of raw commands."""
+        if self.functions is False:
+            return ("EVAL", source(op), len(keys), *keys, *args)
+        return ("FCALL", self.names[op], len(keys), *keys, *args)
+
+
+class Scripts(_Library):
     """The operations on one client; ``scripts.call("acquire", keys, args)`` runs one.
 
     Redis 7+ (and fakeredis): one Functions library, loaded on first use and again if the
@@ -71,36 +101,27 @@ class Scripts:
     The EVAL scripts are also attributes (``scripts.acquire``) for pipelined bulk use.
     """
 
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.functions: Optional[bool] = None  # unknown until the first call
-        self.code, self.names = library()
-        for op in OPERATIONS:
-            setattr(self, op, client.register_script(source(op)))
-
     def call(self, op: str, keys: list[str], args: tuple[Any, ...]) -> Any:
-        if self.functions is not False:
-            for attempt in (1, 2):
-                try:
-                    reply = self.client.fcall(self.names[op], len(keys), *keys, *args)
-                    self.functions = True
-                    return reply
-                except ResponseError as e:
-                    text = str(e).lower()
-                    if "function not found" in text and attempt == 1:
-                        self._load()
-                        continue
-                    if "unknown command" not in text:
-                        raise
-                    self.functions = False  # no Functions on this server: EVAL from now on
-                    break
+        for attempt in (1, 2):
+            if self.functions is False:
+                break
+            try:
+                reply = self.client.fcall(self.names[op], len(keys), *keys, *args)
+                self.functions = True
+                return reply
+            except ResponseError as e:
+                action = self._recovery(e, attempt)
+                if action == "raise":
+                    raise
+                if action == "load":
+                    self._load()
         return getattr(self, op)(keys=keys, args=args)
 
     def call_confirmed(self, op: str, keys: list[str], args: tuple[Any, ...], replicas: int,
                        timeout_ms: int) -> tuple[Any, int]:
         """Run an operation and then WAIT for ``replicas`` replicas on the same connection
         (one pipeline, one round trip): (reply, replicas that acknowledged the write)."""
-        for attempt in (1, 2):
+        for attempt in (1, 2, 3):
             pipe = node_client(self.client, keys[0]).pipeline(transaction=False)
             if self.functions is not False:
                 pipe.fcall(self.names[op], len(keys), *keys, *args)
@@ -111,12 +132,10 @@ class Scripts:
             if isinstance(acked, Exception):
                 raise acked
             if isinstance(reply, ResponseError) and self.functions is not False:
-                text = str(reply).lower()
-                if "function not found" in text and attempt == 1:
+                action = self._recovery(reply, attempt)
+                if action == "load":
                     self._load()
-                    continue
-                if "unknown command" in text:
-                    self.functions = False
+                if action != "raise":
                     continue
             if isinstance(reply, Exception):
                 raise reply
@@ -133,6 +152,55 @@ class Scripts:
                 raise
 
 
+class AsyncScripts(_Library):
+    """``Scripts`` for a ``redis.asyncio`` client (Redis or RedisCluster): the same library,
+    names and recovery, awaited."""
+
+    async def call(self, op: str, keys: list[str], args: tuple[Any, ...]) -> Any:
+        for attempt in (1, 2):
+            if self.functions is False:
+                break
+            try:
+                reply = await self.client.fcall(self.names[op], len(keys), *keys, *args)
+                self.functions = True
+                return reply
+            except ResponseError as e:
+                action = self._recovery(e, attempt)
+                if action == "raise":
+                    raise
+                if action == "load":
+                    await self._load()
+        return await getattr(self, op)(keys=keys, args=args)
+
+    async def call_confirmed(self, op: str, keys: list[str], args: tuple[Any, ...], replicas: int,
+                             timeout_ms: int) -> tuple[Any, int]:
+        """``Scripts.call_confirmed``, awaited (the EVAL fallback sends the script's source)."""
+        for attempt in (1, 2, 3):
+            reply, acked = await node_pipeline(self.client, keys[0], [self._command(op, keys, args),
+                                                                     ("WAIT", replicas, timeout_ms)])
+            if isinstance(acked, Exception):
+                raise acked
+            if isinstance(reply, ResponseError) and self.functions is not False:
+                action = self._recovery(reply, attempt)
+                if action == "load":
+                    await self._load()
+                if action != "raise":
+                    continue
+            if isinstance(reply, Exception):
+                raise reply
+            if self.functions is None:
+                self.functions = True
+            return reply, int(acked)
+        raise ResponseError(f"could not run {op}")  # pragma: no cover
+
+    async def _load(self) -> None:
+        try:
+            await self.client.function_load(self.code)
+        except ResponseError as e:
+            if "already exists" not in str(e).lower():
+                raise
+
+
 def node_client(client: Any, key: str) -> Any:
     """The client to pipeline commands about ``key`` with a keyless command such as WAIT: on
     Redis Cluster the plain client of the node serving the key, else ``client`` itself."""
@@ -142,15 +210,44 @@ def node_client(client: Any, key: str) -> Any:
     return client.get_redis_connection(get_node(key))
 
 
+async def node_pipeline(client: Any, key: str, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Run raw commands in order on one connection to the node serving ``key`` (one round
+    trip; a keyless command such as WAIT then applies to the same connection): their
+    results, error replies as exceptions in place. ``client`` is a redis.asyncio client."""
+    get_node = getattr(client, "get_node_from_key", None)
+    if get_node is None:
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(await pipe.execute(raise_on_error=False))
+    from redis.asyncio.cluster import PipelineCommand  # only for RedisCluster
+    queued = [PipelineCommand(i, *command) for i, command in enumerate(commands)]
+    await get_node(key).execute_pipeline(queued)
+    return [c.result for c in queued]
+
+
 _by_client: "weakref.WeakKeyDictionary[Any, Scripts]" = weakref.WeakKeyDictionary()
+_by_async_client: "weakref.WeakKeyDictionary[Any, AsyncScripts]" = weakref.WeakKeyDictionary()
 
 
 def scripts_for(client: Any) -> Scripts:
     """The Scripts of ``client``, registered once per client object (no I/O)."""
+    return _registered(_by_client, Scripts, client)
+
+
+def async_scripts_for(client: Any) -> AsyncScripts:
+    """The AsyncScripts of a redis.asyncio ``client``, registered once per client object."""
+    return _registered(_by_async_client, AsyncScripts, client)
+
+
+S = TypeVar("S", bound=_Library)
+
+
+def _registered(registry: "weakref.WeakKeyDictionary[Any, S]", kind: type[S], client: Any) -> S:
     try:
-        found = _by_client.get(client)
+        found = registry.get(client)
     except TypeError:  # a client that cannot be weakly referenced
-        return Scripts(client)
+        return kind(client)
     if found is None:
-        found = _by_client[client] = Scripts(client)
+        found = registry[client] = kind(client)
     return found
