@@ -41,11 +41,11 @@ def lines(text):
 
 def test_help_lists_every_command_with_examples():
     out = CliRunner().invoke(main, ["--help"]).output
-    for cmd in ("pool", "member", "status", "watch", "leases", "revoke", "run", "demo", "worker"):
+    for cmd in ("pool", "member", "status", "watch", "leases", "revoke", "run", "demo", "worker", "metrics"):
         assert cmd in out
     for args in (["pool", "configure"], ["pool", "list"], ["pool", "delete"], ["member", "set"],
                  ["member", "remove"], ["status"], ["watch"], ["leases"], ["revoke"], ["run"],
-                 ["demo"], ["worker"]):
+                 ["demo"], ["worker"], ["metrics"]):
         res = CliRunner().invoke(main, [*args, "--help"])
         assert res.exit_code == 0 and "Example" in res.output, args
 

@@ -9,21 +9,26 @@ import json
 import logging
 import math
 import re
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 import click
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from . import __version__
 from ._checks import check_seconds, check_units
 from .connect import DEFAULT_URL, connect, mask_url, redact
 from .errors import AcquireTimeout, InvalidRequest, PoolNotFound, WshareError
-from .keys import DEFAULT_PREFIX, check_name
+from .keys import DEFAULT_PREFIX, check_name, check_pool_name
+from .metrics import INSTALL_HINT, pool_names
 from .pool import UNCHANGED, Pool
-from .status import PoolStatus, build_status
+from .status import COUNTERS, PoolStatus, build_status
 from .view import bars, one_line, status_dict, status_table
 
 
@@ -59,7 +64,7 @@ def _echo(text: str, err: bool = False) -> None:
     click.echo(_printable(text), err=err)
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
         message = redact(message, _url(ctx))
@@ -144,15 +149,15 @@ def _status(s: Settings, pool_name: str) -> PoolStatus:
             raise
         denied = e
     pipe = s.client.pipeline(transaction=True)
-    for suffix in ("pool", "members", "parked"):
+    for suffix in ("pool", "members", "parked", "stats"):
         pipe.hgetall(p.keys.key(suffix))
-    state, members, parked = pipe.execute()
+    state, members, parked, stats = pipe.execute()
     if not state:
         raise PoolNotFound(pool_name)
     if not s.read_only_noted:
         s.read_only_noted = True
         _echo(f"wshare: read-only view ({_reason(denied)}): the state as last written", err=True)
-    return build_status(pool_name, _texts(state), _texts(members), _texts(parked))
+    return build_status(pool_name, _texts(state), _texts(members), _texts(parked), _texts(stats))
 
 
 def _texts(d: dict[Any, Any]) -> dict[str, str]:
@@ -228,7 +233,7 @@ def pool_list(s: Settings, as_json: bool) -> None:
     Example: wshare --prefix wshare pool list --json
     """
     statuses = []
-    for name in sorted(_pool_names(s)):
+    for name in pool_names(s.client, s.prefix):
         try:
             statuses.append(_status(s, name))
         except PoolNotFound:  # deleted meanwhile
@@ -243,16 +248,6 @@ def pool_list(s: Settings, as_json: bool) -> None:
     _echo(f"{'pool':<24} {'capacity':>8} {'held':>6} {'free':>6} {'waiting':>8} {'members':>8}")
     for st in statuses:
         _echo(f"{st.name:<24} {st.capacity:>8} {st.held:>6} {st.free:>6} {st.waiting:>8} {len(st.members):>8}")
-
-
-def _pool_names(s: Settings) -> set[str]:
-    pattern = "".join("\\" + c if c in "\\*?[]" else c for c in s.prefix) + ":{*}:pool"
-    names = set()
-    for key in s.client.scan_iter(match=pattern, count=1000):
-        inner = key[len(s.prefix) + 2: -len("}:pool")]
-        if "{" not in inner and "}" not in inner:
-            names.add(inner)
-    return names
 
 
 @pool.command("delete")
@@ -321,19 +316,49 @@ def member_remove(s: Settings, pool_name: str, member_name: str) -> None:
 
 @main.command()
 @click.argument("pool_name", metavar="POOL")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (always with the counters).")
+@click.option("--counters", "-c", "with_counters", is_flag=True,
+              help="Also list each member's event counters (members forgotten since included).")
 @click.pass_obj
-def status(s: Settings, pool_name: str, as_json: bool) -> None:
+def status(s: Settings, pool_name: str, as_json: bool, with_counters: bool) -> None:
     """Members of POOL with weight, cap, fair share, held and waiting units, parked RQ jobs.
 
+    With --counters, a second table counts each member's events since the pool was
+    created: leases granted, released, expired (lost), revoked; requests queued, timed
+    out, cancelled, failed, purged (their waiter went silent).
+
     \b
-    Example: wshare status gpu --json
+    Example: wshare status gpu --counters
     """
     st = _status(s, pool_name)
     if as_json:
         _dump(status_dict(st))
     else:
-        _echo(status_table(st))
+        _echo(status_table(st) + ("\n\n" + _counter_table(st) if with_counters else ""))
+
+
+#: Column headers of `wshare status --counters`, short enough for 80 columns.
+_COUNTER_HEADERS = {"expirations": "expired", "revocations": "revoked"}
+
+
+def _counter_table(st: PoolStatus) -> str:
+    """Events per member (PoolStatus.member_counters: also members forgotten since) and totals."""
+    heads = [_COUNTER_HEADERS.get(c, c) for c in COUNTERS]
+    rows = dict(st.member_counters)
+    for name, m in st.members.items():
+        rows.setdefault(name, m.counters)
+
+    def row(label: str, cells: list[str]) -> str:
+        clipped = label if len(label) <= 10 else label[:9] + "~"
+        return " ".join([f"{clipped:<10}", *(f"{cell:>{max(len(h), 6)}}" for cell, h in zip(cells, heads))])
+
+    def counts(of: dict[str, int]) -> list[str]:
+        return [str(of.get(c, 0)) for c in COUNTERS]
+
+    lines = [row("events", heads)]
+    lines += [row(name, counts(rows[name])) for name in sorted(rows)]
+    lines.append(row("total", counts(st.counters)))
+    return "\n".join(lines)
 
 
 @main.command()
@@ -403,6 +428,64 @@ def revoke(s: Settings, pool_name: str, lease_id: str) -> None:
     if not s.pool(pool_name).revoke(lease_id):
         _fail(f"pool {pool_name!r} has no live lease {lease_id!r}", 1)
     _echo(f"pool {pool_name}: lease {lease_id} revoked")
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+#: Seconds the exporter waits for a Redis reply (once more after a reconnect) before a scrape
+#: reports wshare_up 0: well within Prometheus's default 10 s scrape timeout.
+SCRAPE_REDIS_TIMEOUT = 3.0
+
+
+@main.command()
+@click.argument("pools", metavar="[POOL]...", nargs=-1)
+@click.option("--port", type=int, default=9108, show_default=True, help="TCP port to serve on (0: any free port).")
+@click.option("--addr", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 or :: for every interface).")
+@click.pass_obj
+def metrics(s: Settings, pools: tuple[str, ...], port: int, addr: str) -> None:
+    """Serve Prometheus metrics of the POOLs over HTTP until SIGTERM or Ctrl-C.
+
+    With no POOL, every pool under the prefix, found again at each scrape. Each scrape
+    reads each pool's status once; Redis unreachable gives wshare_up 0. Needs the
+    `metrics` extra (pip install 'wshare-redis[metrics]').
+
+    \b
+    Example: wshare metrics --port 9108 --addr 0.0.0.0 gpu api-quota
+    """
+    try:
+        import prometheus_client  # noqa: F401  (only to tell it is missing, in one line)
+    except ImportError:
+        _fail(f"the metrics exporter needs prometheus-client: {INSTALL_HINT}", 1)
+    from .metrics import PoolCollector, serve
+    if not 0 <= port <= 65535:
+        _fail(f"--port must be between 0 and 65535, not {port}", 2)
+    for name in pools:
+        check_pool_name(name)
+    # Fail fast on a Redis that stopped answering, so a scrape reports wshare_up 0 in time.
+    s._client = connect(s.url, socket_timeout=SCRAPE_REDIS_TIMEOUT, socket_connect_timeout=SCRAPE_REDIS_TIMEOUT,
+                        retry=Retry(NoBackoff(), 1))
+    collector = PoolCollector(s.client, prefix=s.prefix, pools=pools or None,
+                              read_status=lambda name: _status(s, name))
+    try:
+        server = serve(collector, port=port, addr=addr)
+    except OSError as e:
+        _fail(f"cannot listen on {addr}:{port}: {e.strerror or e}", 1)
+    host = f"[{addr}]" if ":" in addr else addr
+    what = ", ".join(pools) if pools else f"every pool under prefix {s.prefix!r}"
+    _echo(f"wshare: serving Prometheus metrics of {what} from Redis at {mask_url(s.url)} on "
+          f"http://{host}:{server.server_port}/metrics", err=True)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda _signum, _frame: stop.set())
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.shutdown()
+        server.server_close()
 
 
 # -- running under a quota -------------------------------------------------------------------
