@@ -35,6 +35,13 @@ def snapshot(pool: Pool) -> dict[str, Any]:
     }
 
 
+def until_someone_waits(pool: Pool, timeout: float = 10.0) -> None:
+    """Return once a request is queued in the pool (or after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while pool.status().waiting == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def build_state(pool: Pool) -> list[Any]:
     """A pool with weights, a cap, live leases and a parked request: returns the leases."""
     pool.configure(capacity=4, default_weight=1)
@@ -104,9 +111,7 @@ def test_a_waiter_blocked_through_a_crash_gets_its_grant(aof_always, retries):
 
     t = threading.Thread(target=wait)
     t.start()
-    deadline = time.monotonic() + 10
-    while pool.status().waiting == 0 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    until_someone_waits(pool)
     assert pool.status().waiting == 1
     aof_always.kill()
     time.sleep(1.5)  # the waiter retries meanwhile
@@ -142,9 +147,7 @@ def test_a_waiter_whose_timeout_passes_during_an_outage_gets_a_clear_error(aof_a
 
     t = threading.Thread(target=wait)
     t.start()
-    deadline = time.monotonic() + 10
-    while pool.status().waiting == 0 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    until_someone_waits(pool)
     aof_always.kill()
     t.join(timeout=timeout + CLIENT_RETRY_BUDGET + 5)
     assert not t.is_alive(), "the waiter hung past its timeout"
@@ -179,9 +182,7 @@ def test_without_persistence_a_restart_gives_pool_not_found_and_configure_recove
 
         t = threading.Thread(target=wait)
         t.start()
-        deadline = time.monotonic() + 10
-        while pool.status().waiting == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        until_someone_waits(pool)
         server.restart()  # no AOF, no RDB: everything is gone
         t.join(timeout=30)
         assert isinstance(got.get("error"), PoolNotFound), got  # the waiter is told, not left hanging
@@ -226,9 +227,7 @@ def test_confirmed_grants_survive_a_failover_to_the_replica(primary_and_replica)
         lease=Pool(redis.Redis.from_url(primary.url), "p", min_replicas=1, replica_timeout=2.0)
         .acquire("w", ttl=60, timeout=30)))
     t.start()
-    deadline = time.monotonic() + 10
-    while pool.status().waiting == 0 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    until_someone_waits(pool)
     assert confirmed[5].release()
     t.join(timeout=30)
     confirmed = confirmed[:5] + [got["lease"]]

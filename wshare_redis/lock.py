@@ -14,10 +14,16 @@ L = TypeVar("L", bound=LeaseBase)
 
 
 class LockBase(Generic[L]):
-    """What the sync and the asyncio Lock share: settings, the held lease, the token."""
+    """What the sync and the asyncio Lock share: settings, the held lease, the token.
+    ``_pool_type``: the Pool class of the front end, which the lock's capacity-1 pool is."""
 
-    def __init__(self, pool: Any, ttl: float, auto_renew: bool, on_lost: Optional[OnLost]) -> None:
-        self.pool = pool
+    _pool_type: Any
+
+    def __init__(self, client: Any, name: str, *, ttl: float = DEFAULT_TTL,
+                 prefix: str = DEFAULT_PREFIX, auto_renew: bool = False,
+                 on_lost: Optional[OnLost] = None, min_replicas: int = 0, replica_timeout: float = 0.1) -> None:
+        self.pool = self._pool_type(client, name, prefix=prefix, min_replicas=min_replicas,
+                                    replica_timeout=replica_timeout)
         self.ttl = ttl
         self.auto_renew = auto_renew
         self.on_lost = on_lost
@@ -46,12 +52,7 @@ class Lock(LockBase[Lease]):
     """
 
     pool: Pool
-
-    def __init__(self, client: Any, name: str, *, ttl: float = DEFAULT_TTL,
-                 prefix: str = DEFAULT_PREFIX, auto_renew: bool = False,
-                 on_lost: Optional[OnLost] = None, min_replicas: int = 0, replica_timeout: float = 0.1) -> None:
-        super().__init__(Pool(client, name, prefix=prefix, min_replicas=min_replicas,
-                              replica_timeout=replica_timeout), ttl, auto_renew, on_lost)
+    _pool_type = Pool
 
     def acquire(self, timeout: Optional[float] = None) -> Lease:
         """Wait up to ``timeout`` seconds (None: for ever) for the lock; AcquireTimeout if not granted."""

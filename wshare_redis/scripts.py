@@ -84,6 +84,24 @@ class _Library:
             return "eval"
         return "raise"
 
+    def _settle(self, reply: Any, acked: Any, attempt: int) -> str:
+        """What to do with the (script reply, WAIT reply) of a confirmed call: "done", or
+        "load" the library / "retry" after the script's error reply (see _recovery). Raises
+        the error replies there is nothing to do about."""
+        if isinstance(acked, Exception):
+            raise acked
+        if isinstance(reply, ResponseError) and self.functions is not False:
+            action = self._recovery(reply, attempt)
+            if action == "load":
+                return "load"
+            if action != "raise":
+                return "retry"
+        if isinstance(reply, Exception):
+            raise reply
+        if self.functions is None:
+            self.functions = True
+        return "done"
+
     def _command(self, op: str, keys: list[str], args: tuple[Any, ...]) -> tuple[Any, ...]:
         """The raw command running ``op``, for pipelines of raw commands."""
         if self.functions is False:
@@ -129,19 +147,11 @@ class Scripts(_Library):
                 getattr(self, op)(keys=keys, args=args, client=pipe)
             pipe.execute_command("WAIT", replicas, timeout_ms)
             reply, acked = pipe.execute(raise_on_error=False)
-            if isinstance(acked, Exception):
-                raise acked
-            if isinstance(reply, ResponseError) and self.functions is not False:
-                action = self._recovery(reply, attempt)
-                if action == "load":
-                    self._load()
-                if action != "raise":
-                    continue
-            if isinstance(reply, Exception):
-                raise reply
-            if self.functions is None:
-                self.functions = True
-            return reply, int(acked)
+            step = self._settle(reply, acked, attempt)
+            if step == "load":
+                self._load()
+            if step == "done":
+                return reply, int(acked)
         raise ResponseError(f"could not run {op}")  # pragma: no cover
 
     def _load(self) -> None:
@@ -178,19 +188,11 @@ class AsyncScripts(_Library):
         for attempt in (1, 2, 3):
             reply, acked = await node_pipeline(self.client, keys[0], [self._command(op, keys, args),
                                                                      ("WAIT", replicas, timeout_ms)])
-            if isinstance(acked, Exception):
-                raise acked
-            if isinstance(reply, ResponseError) and self.functions is not False:
-                action = self._recovery(reply, attempt)
-                if action == "load":
-                    await self._load()
-                if action != "raise":
-                    continue
-            if isinstance(reply, Exception):
-                raise reply
-            if self.functions is None:
-                self.functions = True
-            return reply, int(acked)
+            step = self._settle(reply, acked, attempt)
+            if step == "load":
+                await self._load()
+            if step == "done":
+                return reply, int(acked)
         raise ResponseError(f"could not run {op}")  # pragma: no cover
 
     async def _load(self) -> None:

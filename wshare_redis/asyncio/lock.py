@@ -1,11 +1,8 @@
 """The asyncio Lock: a distributed mutex with fencing tokens over a redis.asyncio client."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
-from .._core import DEFAULT_TTL
-from ..keys import DEFAULT_PREFIX
-from ..lease import OnLost
 from ..lock import LOCK_MEMBER, LockBase
 from .lease import Lease
 from .pool import Pool
@@ -24,12 +21,7 @@ class Lock(LockBase[Lease]):
     """
 
     pool: Pool
-
-    def __init__(self, client: Any, name: str, *, ttl: float = DEFAULT_TTL,
-                 prefix: str = DEFAULT_PREFIX, auto_renew: bool = False,
-                 on_lost: Optional[OnLost] = None, min_replicas: int = 0, replica_timeout: float = 0.1) -> None:
-        super().__init__(Pool(client, name, prefix=prefix, min_replicas=min_replicas,
-                              replica_timeout=replica_timeout), ttl, auto_renew, on_lost)
+    _pool_type = Pool
 
     async def acquire(self, timeout: Optional[float] = None) -> Lease:
         """Wait up to ``timeout`` seconds (None: for ever) for the lock; AcquireTimeout if not granted."""
