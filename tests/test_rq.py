@@ -431,3 +431,81 @@ def test_a_job_cancelled_after_its_hand_off_gives_its_units_back(conn):
     assert pool.status().held == 0
     burst(conn, q)
     assert done(conn) == []
+
+
+def _sigterm_at(monkeypatch, cls, name, worker, *, after=False):
+    """Deliver RQ's warm-shutdown signal to ``worker`` just before (or after) ``cls.name`` runs
+    once, as SIGTERM would if it arrived at that moment (the handler runs in the main thread)."""
+    original = getattr(cls, name)
+    fired = []
+
+    def with_sigterm(self, *args, **kwargs):
+        if not fired and not after:
+            fired.append(True)
+            worker.request_stop(signal.SIGTERM, None)
+        result = original(self, *args, **kwargs)
+        if not fired and after:
+            fired.append(True)
+            worker.request_stop(signal.SIGTERM, None)
+        return result
+
+    monkeypatch.setattr(cls, name, with_sigterm)
+    return fired
+
+
+@pytest.fixture
+def signal_handlers():
+    """RQ's work() and request_stop() install their own SIGINT/SIGTERM handlers: put ours back."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+@pytest.mark.parametrize("moment", ["right after the grant", "before the release"])
+def test_a_warm_shutdown_while_the_worker_holds_a_lease_unbusy_leaks_nothing(conn, monkeypatch, signal_handlers,
+                                                                            moment):
+    # RQ's warm-shutdown handler raises StopRequested at once unless the worker is BUSY, and it
+    # is not while the quota gate runs before the fork nor after the horse ended. A SIGTERM
+    # there cut execute_job short between the grant and the release: the lease stayed held
+    # until its ttl with every job finished (seen once as held=1 by the real-workers test).
+    pool = Pool(conn, "gpu")
+    pool.configure(capacity=1)
+    q = Queue("default", connection=conn)
+    job = enqueue(q, record, "gated", quota=Quota("gpu", member="a"))
+    later = q.enqueue(record, "after-the-stop")
+    worker = QuotaSimpleWorker([q], connection=conn)
+    if moment == "right after the grant":
+        fired = _sigterm_at(monkeypatch, Pool, "_try_with_id", worker, after=True)
+    else:
+        fired = _sigterm_at(monkeypatch, Pool, "_release", worker)  # the job has ended
+    worker.work(burst=True)
+    assert fired and (pool.status().held, pool.leases()) == (0, [])
+    assert job.get_status(refresh=True) == JobStatus.FINISHED and conn.hget(job.key, "wshare_granted") is None
+    assert [d["tag"] for d in done(conn)] == ["gated"]  # a warm stop: the job it took runs, no later one
+    assert later.get_status(refresh=True) == JobStatus.QUEUED
+
+
+def test_a_warm_shutdown_during_the_reconciler_waits_for_it_and_is_not_lost(conn, monkeypatch, signal_handlers):
+    # The reconciler runs in the idle worker's heartbeat: a SIGTERM there raised StopRequested
+    # in the middle of a hand-off, which the heartbeat's error logging then swallowed, so the
+    # worker did not stop and the granted job stayed parked holding its lease.
+    from wshare_redis.rq import _RQSide
+    pool = Pool(conn, "gpu")
+    pool.configure(capacity=1)
+    holder = pool.try_acquire("x")
+    q = Queue("default", connection=conn)
+    job = enqueue(q, record, "gated", quota=Quota("gpu", member="a"))
+    burst(conn, q)  # parked
+    holder.release()  # granted; its hand-off waits for a reconciler
+    later = q.enqueue(record, "after-the-stop")
+    worker = QuotaSimpleWorker([q], connection=conn)
+    fired = _sigterm_at(monkeypatch, _RQSide, "unpark", worker)
+    worker.work(burst=True)
+    assert fired and done(conn) == [] and later.get_status(refresh=True) == JobStatus.QUEUED  # it stopped
+    assert job.get_status(refresh=True) == JobStatus.QUEUED and pool.status().members["a"].held == 1
+    monkeypatch.undo()
+    burst(conn, q)
+    assert sorted(d["tag"] for d in done(conn)) == ["after-the-stop", "gated"]
+    st = pool.status()
+    assert (st.held, st.waiting) == (0, 0)

@@ -9,7 +9,8 @@ parent, before the fork). If the units are not free, the job is *parked*: status
 once. When the pool grants the units, the job goes back to the front of its queue holding
 its lease (exactly once, guarded in Lua); the next worker that picks it adopts the lease.
 Leases are renewed by the worker parent while the job runs and released when the work-horse
-ends, however it ends (success, failure, timeout, stop, SIGKILL). A reconciler run by every
+ends, however it ends (success, failure, timeout, stop, SIGKILL). A warm shutdown (SIGTERM)
+waits for these steps around the job as RQ waits for the job itself. A reconciler run by every
 worker (at start and every few seconds while idle) finishes hand-offs a crash interrupted.
 """
 from __future__ import annotations
@@ -18,11 +19,18 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 from rq import Queue, SimpleWorker, Worker
 from rq.job import Job, JobStatus
+
+try:
+    from rq.exceptions import StopRequested
+except ImportError:  # older rq 2.x releases define it next to the worker
+    from rq.worker import StopRequested  # type: ignore[attr-defined,no-redef]
 
 from ._checks import check_seconds, check_units
 from .errors import InvalidRequest, LeaseLost, WshareError
@@ -266,8 +274,40 @@ class QuotaMixin:
     """What QuotaWorker and QuotaSimpleWorker add to RQ's workers (RQ 2.x and 3.x)."""
 
     connection: Any
+    _stop_requested: bool          # RQ's: its work loop stops before the next job
     _wshare_lease: Optional[Lease] = None
     _wshare_next_reconcile: float = 0.0
+    _wshare_guards = 0             # > 0 while a step that must not be cut short runs
+    _wshare_stop_waiting = False   # a warm shutdown arrived during one
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        # RQ's warm-shutdown handler raises StopRequested at once unless the worker is BUSY
+        # (a horse runs). Our gate before the fork, the release after the horse ended and the
+        # reconciler run while it is not: cut short between a grant and its release or
+        # hand-off, they would leave a lease held until its ttl. There the stop waits for
+        # the step to finish, as it waits for a running horse.
+        try:
+            super().request_stop(signum, frame)  # type: ignore[misc]
+        except StopRequested:
+            if not self._wshare_guards:
+                raise
+            self._stop_requested = True
+            self._wshare_stop_waiting = True
+
+    @contextmanager
+    def _wshare_unstoppable(self, *, stop_after: bool) -> Iterator[None]:
+        """Run the block to its end despite a warm shutdown; then, with ``stop_after``, stop as
+        RQ would have (raise StopRequested); without, RQ's loop stops before the next job."""
+        self._wshare_guards += 1
+        try:
+            yield
+        finally:
+            self._wshare_guards -= 1
+        if self._wshare_stop_waiting and not self._wshare_guards:
+            self._wshare_stop_waiting = False
+            log.info("wshare: warm shutdown after the quota step it arrived in")
+            if stop_after:
+                raise StopRequested()
 
     @property
     def dequeue_timeout(self) -> int:
@@ -276,12 +316,14 @@ class QuotaMixin:
 
     def heartbeat(self, timeout: Optional[int] = None, pipeline: Any = None) -> None:
         super().heartbeat(timeout, pipeline)  # type: ignore[misc]
-        if pipeline is None and time.monotonic() >= self._wshare_next_reconcile:
+        if pipeline is None and not self._stop_requested and time.monotonic() >= self._wshare_next_reconcile:
             self._wshare_next_reconcile = time.monotonic() + RECONCILE_EVERY
-            try:
-                reconcile(self.connection, list(self.queues))  # type: ignore[attr-defined]
-            except Exception:
-                log.exception("wshare: reconciler failed (will retry)")
+            # stop_after: RQ's dequeue loop, which calls this, does not look at _stop_requested
+            with self._wshare_unstoppable(stop_after=True):
+                try:
+                    reconcile(self.connection, list(self.queues))  # type: ignore[attr-defined]
+                except Exception:
+                    log.exception("wshare: reconciler failed (will retry)")
 
     def _wshare_adopt(self, job: Job, pool: Pool, rq_side: _RQSide) -> Optional[Lease]:
         """The lease a hand-off granted this job, renewed at once, or None."""
@@ -302,6 +344,10 @@ class QuotaMixin:
         quota = quota_of(job)
         if quota is None:
             return super().execute_job(job, queue)  # type: ignore[misc]
+        with self._wshare_unstoppable(stop_after=False):
+            return self._wshare_execute_job(job, queue, quota)
+
+    def _wshare_execute_job(self, job: Job, queue: Queue, quota: Quota) -> Any:
         pool = Pool(self.connection, quota.pool, prefix=quota.prefix)
         rq_side = _RQSide(self.connection)
         rid = new_request_id(job.id)
