@@ -1,5 +1,5 @@
 -- acquire.lua: grant units at once, or queue a blocking request in the pool's fair queue.
--- KEYS: the pool's keys, as listed in lib.lua
+-- KEYS[1]: the pool's key prefix "<prefix>:{pool}:" (lib.lua derives the key names)
 -- ARGV[1] member  ARGV[2] units  ARGV[3] ttl ms  ARGV[4] id (lease id if granted, waiter id if queued)
 -- ARGV[5] mode: "try" (never queue), "wait" (a client blocks on its wake list) or "park" (nobody
 --         blocks: never purged, its grant or failure is listed in handoff)
@@ -77,7 +77,7 @@ return run(function()
   if mode == 'park' then
     redis.call('HSET', K_PARKED, id, m)
   else
-    redis.call('ZADD', K_ALIVE, I(now + tonumber(ARGV[6])), id)
+    alive_until(id, now + tonumber(ARGV[6]))
   end
   redis.call('ZADD', K_SIZES, I(units), id)
   count('queued', m)

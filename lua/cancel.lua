@@ -1,6 +1,6 @@
 -- cancel.lua: a waiter gives up (timeout, interrupt). Leaves the queue atomically; if it was
 -- granted in the same instant, hands the grant back to the caller instead.
--- KEYS: the pool's keys, as listed in lib.lua
+-- KEYS[1]: the pool's key prefix "<prefix>:{pool}:" (lib.lua derives the key names)
 -- ARGV[1] waiter id  ARGV[2] why: "timeout" (counted as a timeout), else "interrupt" or "cancel"
 -- returns: {"cancelled", more} | {"wake", message from its wake list, more} | {"gone", more}
 --          | {"nopool"}; more 1 if hand-off stopped at its batch limit (call tick)

@@ -1,6 +1,6 @@
 -- configure.lua: create a pool or change its capacity and default weight; idempotent.
 -- Never revokes live leases; fails queued requests the new capacity makes impossible.
--- KEYS: the pool's keys, as listed in lib.lua
+-- KEYS[1]: the pool's key prefix "<prefix>:{pool}:" (lib.lua derives the key names)
 -- ARGV[1] capacity  ARGV[2] default weight ("" = keep; 1 for a new pool)
 -- returns: {"ok", more} where more = 1 if work is left for another call (large batches)
 return run(function()

@@ -1,6 +1,6 @@
 -- delete.lua: delete a pool and all its state. Live leases end at once (renew reports them
 -- lost); blocked waiters learn at their next check-in that the pool is gone.
--- KEYS: the pool's keys, as listed in lib.lua
+-- KEYS[1]: the pool's key prefix "<prefix>:{pool}:" (lib.lua derives the key names)
 -- ARGV: none
 -- returns: 1 if the pool existed, else 0
 return run(function()

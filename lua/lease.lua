@@ -1,5 +1,5 @@
 -- lease.lua: one live lease, for a handle on it by id (adapters resume leases by id).
--- KEYS: the pool's keys, as listed in lib.lua
+-- KEYS[1]: the pool's key prefix "<prefix>:{pool}:" (lib.lua derives the key names)
 -- ARGV[1] lease id
 -- returns: {"ok", lease record, expiry ms} | {"none"} (no such live lease)
 return run(function()

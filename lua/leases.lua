@@ -1,5 +1,5 @@
 -- leases.lua: reclaim what has expired, then list the live leases.
--- KEYS: the pool's keys, as listed in lib.lua
+-- KEYS[1]: the pool's key prefix "<prefix>:{pool}:" (lib.lua derives the key names)
 -- ARGV: none
 -- returns: {"ok", server time ms, HGETALL leases, ZRANGE expiry WITHSCORES} | {"nopool"}
 return run(function()

@@ -4,26 +4,30 @@
 -- Redis without Functions, puts it in front of each operation file as an EVAL script.
 -- Each call starts with bind(KEYS), which sets the key names and resets per-call state.
 --
--- Every script receives the same KEYS, all inside the pool's {hash tag}:
---   KEYS[1]  pool     hash  capacity, default_weight, held, waiting, token, seq, vclock, avg_hold
---   KEYS[2]  members  hash  member -> "w=<weight> max=<n|-> held=<n> wait=<n> vs=<S> vt=<ms> head=<seq>:<units> kind=<k>"
+-- Every script receives one key, KEYS[1] = "<prefix>:{pool}:", and derives the pool's key
+-- names from it (all inside the pool's {hash tag}, so every script touches one Cluster slot):
+--   pool     hash  capacity, default_weight, held, waiting, token, seq, vclock, avg_hold,
+--                  next_exp, next_dead (lower bounds on the earliest lease expiry and the
+--                  earliest waiter deadline: reclaim looks at :expiry and :alive only once
+--                  the clock has reached them)
+--   members  hash  member -> "w=<weight> max=<n|-> held=<n> wait=<n> vs=<S> vt=<ms> head=<seq>:<units> kind=<k>"
 --                          kind: set (added by set_weight), auto (joined by acquiring; forgotten
 --                          when idle and owing no service), removed (record kept until its leases end)
---   KEYS[3]  leases   hash  lease id -> "<units>:<token>:<ttl ms>:<granted ms>:<member>"
---   KEYS[4]  expiry   zset  lease id -> expiry (ms, Redis server clock)
---   KEYS[5]  ready    zset  "<head seq, 16 digits>\0<member>" -> S, members whose head request fits their cap
---   KEYS[6]  active   zset  member -> S, members holding or waiting
---   KEYS[7]  queue    zset  "<member>\0<seq, 16 digits>\0<units>\0<ttl ms>\0<id>" at score 0 (lex = FIFO per member)
---   KEYS[8]  waiters  hash  waiter id -> its queue entry
---   KEYS[9]  alive    zset  waiter id -> ms after which a silent waiter is presumed dead
---   KEYS[10] sizes    zset  waiter id -> units asked (finds requests a resize made impossible)
---   KEYS[11] parked   hash  waiter id -> member, for parked requests (no client blocks on them,
+--   leases   hash  lease id -> "<units>:<token>:<ttl ms>:<granted ms>:<member>"
+--   expiry   zset  lease id -> expiry (ms, Redis server clock)
+--   ready    zset  "<head seq, 16 digits>\0<member>" -> S, members whose head request fits their cap
+--   active   zset  member -> S, members holding or waiting
+--   queue    zset  "<member>\0<seq, 16 digits>\0<units>\0<ttl ms>\0<id>" at score 0 (lex = FIFO per member)
+--   waiters  hash  waiter id -> its queue entry
+--   alive    zset  waiter id -> ms after which a silent waiter is presumed dead
+--   sizes    zset  waiter id -> units asked (finds requests a resize made impossible)
+--   parked   hash  waiter id -> member, for parked requests (no client blocks on them,
 --                          e.g. RQ jobs): never purged; their grant or failure goes to handoff
---   KEYS[12] handoff  list  ids of parked requests granted or failed, for their adapter to act on
---   KEYS[13] stats    hash  "<counter>:<member>" -> count of events since the pool was created; counters:
+--   handoff  list  ids of parked requests granted or failed, for their adapter to act on
+--   stats    hash  "<counter>:<member>" -> count of events since the pool was created; counters:
 --                          grants, releases, revocations, expirations (leases), queued, timeouts,
 --                          cancels (gave up otherwise), failed (made impossible), purged (presumed dead)
---   KEYS[14] wake prefix "<prefix>:{pool}:wake:"; the list a waiter blocks on is that prefix .. its id
+--   wake:<id> list  the list a waiter blocks on
 --
 -- S ("vs") is a member's virtual service: the integral of held units dt / weight, in
 -- unit-seconds. It is stored lazily (brought up to date at the member's own events), so a
@@ -43,6 +47,7 @@ local CREDIT_PERIODS = 4    -- catch-up credit B = CREDIT_PERIODS * capacity * a
 local HOLD_ALPHA = 0.02     -- smoothing of the average hold time
 local NOTICE_MS = 60000     -- how long an undelivered failure notice waits for its waiter
 
+local NONE = 9007199254740991  -- next_exp / next_dead when there is no lease / no waiter (2^53 - 1)
 local P                     -- the pool's state, loaded by load_pool()
 local P0                    -- the saved fields as last read or written, so save_pool writes only changes
 local SAVES = 0              -- member records written so far in this call
@@ -50,10 +55,16 @@ local RECS                  -- member records read or written in this call: m ->
 
 -- Start a call: this call's key names, fresh per-call state (a Functions library keeps its
 -- upvalues between calls).
+local BASE = nil             -- the base the key names were last derived from
 local function bind(keys)
-  K_POOL, K_MEMBERS, K_LEASES, K_EXPIRY = keys[1], keys[2], keys[3], keys[4]
-  K_READY, K_ACTIVE, K_QUEUE, K_WAITERS = keys[5], keys[6], keys[7], keys[8]
-  K_ALIVE, K_SIZES, K_PARKED, K_HANDOFF, K_STATS, K_WAKE = keys[9], keys[10], keys[11], keys[12], keys[13], keys[14]
+  local b = keys[1]
+  if b ~= BASE then
+    K_POOL, K_MEMBERS, K_LEASES, K_EXPIRY = b .. 'pool', b .. 'members', b .. 'leases', b .. 'expiry'
+    K_READY, K_ACTIVE, K_QUEUE, K_WAITERS = b .. 'ready', b .. 'active', b .. 'queue', b .. 'waiters'
+    K_ALIVE, K_SIZES, K_PARKED, K_HANDOFF = b .. 'alive', b .. 'sizes', b .. 'parked', b .. 'handoff'
+    K_STATS, K_WAKE = b .. 'stats', b .. 'wake:'
+    BASE = b
+  end
   P, P0, SAVES, RECS = nil, nil, 0, {}
 end
 
@@ -88,9 +99,10 @@ local function num(s, what, lo)
   return x
 end
 
-local POOL_FIELDS = {'capacity', 'default_weight', 'held', 'waiting', 'token', 'seq', 'vclock', 'avg_hold'}
-local SAVED_FIELDS = {'held', 'waiting', 'token', 'seq', 'vclock', 'avg_hold'}
-local SAVED_INT = {held = true, waiting = true, token = true, seq = true}
+local POOL_FIELDS = {'capacity', 'default_weight', 'held', 'waiting', 'token', 'seq', 'vclock', 'avg_hold',
+                     'next_exp', 'next_dead'}
+local SAVED_FIELDS = {'held', 'waiting', 'token', 'seq', 'vclock', 'avg_hold', 'next_exp', 'next_dead'}
+local SAVED_INT = {held = true, waiting = true, token = true, seq = true, next_exp = true, next_dead = true}
 
 local function load_pool()
   local v = redis.call('HMGET', K_POOL, unpack(POOL_FIELDS))
@@ -99,10 +111,12 @@ local function load_pool()
     capacity = num(v[1], 'capacity', 0), dw = v[2], held = num(v[3], 'held', 0),
     waiting = num(v[4], 'waiting', 0), token = num(v[5], 'token', 0), seq = num(v[6], 'seq', 0),
     vclock = num(v[7], 'vclock'), avg_hold = num(v[8], 'avg_hold', 0),
+    -- Missing (a pool written by an older version): 0, so the first reclaim looks and sets them.
+    next_exp = tonumber(v[9]) or 0, next_dead = tonumber(v[10]) or 0,
   }
   num(P.dw, 'default_weight', 0)
   P0 = {held = P.held, waiting = P.waiting, token = P.token, seq = P.seq, vclock = P.vclock,
-        avg_hold = P.avg_hold}
+        avg_hold = P.avg_hold, next_exp = P.next_exp, next_dead = P.next_dead}
   return P
 end
 
@@ -112,7 +126,7 @@ local function init_pool(capacity, dw)
   -- (every grant takes a script call, and script calls take more than a microsecond).
   local t = redis.call('TIME')
   P = {capacity = capacity, dw = dw, held = 0, waiting = 0, token = tonumber(t[1]) * 1000000 + tonumber(t[2]),
-       seq = 0, vclock = 0, avg_hold = 0}
+       seq = 0, vclock = 0, avg_hold = 0, next_exp = NONE, next_dead = NONE}
   P0 = {}
   redis.call('HSET', K_POOL, 'capacity', I(capacity), 'default_weight', dw)
 end
@@ -360,6 +374,7 @@ local function grant(r, id, units, ttl, now, wake)
   local exp = now + ttl
   redis.call('HSET', K_LEASES, id, string.format('%d:%d:%d:%d:', units, P.token, ttl, now) .. r.m)
   redis.call('ZADD', K_EXPIRY, I(exp), id)
+  if exp < P.next_exp then P.next_exp = exp end
   if wake then notify(id, 'ok:' .. I(P.token) .. ':' .. I(exp), ttl) end
   return P.token, exp
 end
@@ -420,18 +435,48 @@ end
 -- Reclaim expired leases and dead waiters (bounded batches). Scripts do this before anything
 -- else touches a member, so an expired lease counts as service only up to its expiry.
 -- Returns true if it stopped at its batch limit.
+-- The indexes are read only once the clock has reached their lower bound (next_exp,
+-- next_dead), which most calls have not: then nothing is due and the call skips the reads.
 local function reclaim(now)
-  local expired = redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', I(now), 'WITHSCORES', 'LIMIT', '0', MAX_RECLAIM_S)
-  for i = 1, #expired, 2 do
-    local id = expired[i]
-    if not end_lease(id, now, tonumber(expired[i + 1])) then redis.call('ZREM', K_EXPIRY, id) end
-  end
-  if P.waiting > 0 then
-    for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_ALIVE, '-inf', I(now), 'LIMIT', '0', MAX_PURGE_S)) do
-      if not drop_waiter(id, now, false, 'purged') then redis.call('ZREM', K_ALIVE, id) end
+  local more = false
+  if now >= P.next_exp then
+    local expired = redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', I(now), 'WITHSCORES', 'LIMIT', '0', MAX_RECLAIM_S)
+    for i = 1, #expired, 2 do
+      local id = expired[i]
+      if not end_lease(id, now, tonumber(expired[i + 1])) then redis.call('ZREM', K_EXPIRY, id) end
+    end
+    more = #expired == 2 * MAX_RECLAIM
+    if not more then  -- all due are reclaimed: the bound becomes the earliest expiry left
+      local t = redis.call('ZRANGE', K_EXPIRY, '0', '0', 'WITHSCORES')
+      P.next_exp = tonumber(t[2]) or NONE
     end
   end
-  return #expired == 2 * MAX_RECLAIM
+  if P.waiting > 0 and now >= P.next_dead then
+    local dead = redis.call('ZRANGEBYSCORE', K_ALIVE, '-inf', I(now), 'LIMIT', '0', MAX_PURGE_S)
+    for _, id in ipairs(dead) do
+      if not drop_waiter(id, now, false, 'purged') then redis.call('ZREM', K_ALIVE, id) end
+    end
+    if #dead < MAX_PURGE then
+      local t = redis.call('ZRANGE', K_ALIVE, '0', '0', 'WITHSCORES')
+      P.next_dead = tonumber(t[2]) or NONE
+    end
+  end
+  return more
+end
+
+-- False if lease ``id`` exists and has expired (whether it exists is for the caller to
+-- find out). After reclaim, with now before the bound, no lease has expired; past the bound
+-- (reclaim stopped at its batch limit) the lease's own expiry tells.
+local function unexpired(id, now)
+  if now < P.next_exp then return true end
+  local exp = redis.call('ZSCORE', K_EXPIRY, id)
+  return not exp or tonumber(exp) > now
+end
+
+-- A waiter that must check in by ``deadline`` (ms) was added or checked in.
+local function alive_until(id, deadline)
+  redis.call('ZADD', K_ALIVE, I(deadline), id)
+  if deadline < P.next_dead then P.next_dead = deadline end
 end
 
 -- Reclaim, then hand off what is free. Returns true if either stopped at its batch limit.

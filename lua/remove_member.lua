@@ -1,6 +1,6 @@
 -- remove_member.lua: remove a member. Its queued requests fail with a clear error; its live
 -- leases run on to release or expiry (the record stays, marked removed, until they end).
--- KEYS: the pool's keys, as listed in lib.lua
+-- KEYS[1]: the pool's key prefix "<prefix>:{pool}:" (lib.lua derives the key names)
 -- ARGV[1] member
 -- returns: {"ok", more} (more = 1: call again to finish) | {"nomember"} | {"nopool"}
 return run(function()

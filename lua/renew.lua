@@ -1,5 +1,5 @@
 -- renew.lua: extend a live lease to now + ttl; the lease keeps its token.
--- KEYS: the pool's keys, as listed in lib.lua
+-- KEYS[1]: the pool's key prefix "<prefix>:{pool}:" (lib.lua derives the key names)
 -- ARGV[1] lease id  ARGV[2] ttl ms
 -- returns: {"ok", new expiry ms, more} | {"lost", more} (released, revoked, expired or pool
 --          deleted); more 1 if hand-off stopped at its batch limit (call tick)
@@ -9,9 +9,10 @@ return run(function()
   if not load_pool() then return {'lost', 0} end
   local exp = redis.call('ZSCORE', K_EXPIRY, id)
   local result = {'lost'}
-  if exp and tonumber(exp) > now and redis.call('HEXISTS', K_LEASES, id) == 1 then
+  if exp and tonumber(exp) > now then  -- listed in :expiry if and only if in :leases
     exp = now + tonumber(ARGV[2])
     redis.call('ZADD', K_EXPIRY, I(exp), id)
+    if exp < P.next_exp then P.next_exp = exp end  -- a shorter ttl than before
     result = {'ok', I(exp)}
   end
   result[#result + 1] = housekeeping(now) and 1 or 0

@@ -1,6 +1,6 @@
 -- set_member.lua: add a member or change its weight and cap; acts at once on ranking and
 -- limits, never revokes live leases, fails its queued requests a lowered cap makes impossible.
--- KEYS: the pool's keys, as listed in lib.lua
+-- KEYS[1]: the pool's key prefix "<prefix>:{pool}:" (lib.lua derives the key names)
 -- ARGV[1] member  ARGV[2] weight  ARGV[3] max units: a number, "-" for no cap, "" to keep
 -- returns: {"ok", more} (more = 1: call again to finish) | {"nopool"}
 return run(function()

@@ -1,5 +1,5 @@
 -- status.lua: reclaim what has expired, then read the pool's state in one atomic step.
--- KEYS: the pool's keys, as listed in lib.lua
+-- KEYS[1]: the pool's key prefix "<prefix>:{pool}:" (lib.lua derives the key names)
 -- ARGV: none
 -- returns: {"ok", server time ms, HGETALL pool, HGETALL members, HGETALL parked, HGETALL stats}
 --          | {"nopool"}

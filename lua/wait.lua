@@ -1,6 +1,6 @@
 -- wait.lua: a blocked waiter checks in (its wake list timed out): keeps it alive, reclaims
 -- expired leases, and tells it whether it was granted, failed, or is still queued.
--- KEYS: the pool's keys, as listed in lib.lua
+-- KEYS[1]: the pool's key prefix "<prefix>:{pool}:" (lib.lua derives the key names)
 -- ARGV[1] waiter id  ARGV[2] ms the waiter counts as alive from now
 -- returns: {"queued", ms until the next lease expiry or -1, more} | {"wake", message, more}
 --          | {"gone", more} (purged as dead: ask again) | {"nopool"};
@@ -29,7 +29,7 @@ return run(function()
       save_pool()
       return {'wake', 'err:invalid:' .. why, more}
     end
-    redis.call('ZADD', K_ALIVE, I(now + tonumber(ARGV[2])), id)
+    alive_until(id, now + tonumber(ARGV[2]))
     save_pool()
     return {'queued', I(next_expiry(now)), more}
   end

@@ -140,6 +140,10 @@ def check(s, ctx):
         errs.append(f"ready mismatch: expected {exp_ready!r} got {s['ready']!r}")
     if exp_active != s["active"]:
         errs.append(f"active mismatch: expected {exp_active!r} got {s['active']!r}")
+    # next_exp / next_dead let reclaim skip its reads: they must never pass an expiry or deadline
+    for field, zset in (("next_exp", "expiry"), ("next_dead", "alive")):
+        if field in P and s[zset] and int(P[field]) > min(s[zset].values()):
+            errs.append(f"{field} {P[field]} is past the earliest {zset} {min(s[zset].values())}")
     # work conservation: the ready top must not fit the free units
     if s["ready"]:
         top = min(s["ready"].items(), key=lambda kv: (kv[1], kv[0]))[0]

@@ -64,7 +64,8 @@ def test_key_schema():
     k = pool_keys("wshare", "gpu")
     assert k.key("pool") == "wshare:{gpu}:pool"
     assert k.wake("abc") == "wshare:{gpu}:wake:abc"
-    assert k.script_keys == [f"wshare:{{gpu}}:{s}" for s in KEY_SUFFIXES] + ["wshare:{gpu}:wake:"]
+    assert k.script_keys == ["wshare:{gpu}:"]
+    assert [k.key(s) for s in KEY_SUFFIXES][:2] == ["wshare:{gpu}:pool", "wshare:{gpu}:members"]
     assert pool_keys("p", "a*b[c]").pattern == "p:{a\\*b\\[c\\]}:*"
 
 

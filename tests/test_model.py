@@ -104,8 +104,10 @@ def pairs(flat: list[Any]) -> dict[str, Any]:
 
 
 def parse_pool(h: dict[str, str]) -> dict[str, Any]:
+    # next_exp and next_dead are lower bounds that let reclaim skip its reads, not pool state:
+    # tests/invariants.py checks that they are bounds.
     out: dict[str, Any] = {k: h[k] for k in h if k not in ("capacity", "held", "waiting", "token", "seq",
-                                                         "vclock", "avg_hold")}
+                                                         "vclock", "avg_hold", "next_exp", "next_dead")}
     for k in ("capacity", "held", "waiting", "token", "seq"):
         if k in h:
             out[k] = as_int(h[k])

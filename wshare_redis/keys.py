@@ -1,8 +1,10 @@
 """The Redis key schema of a pool, and the rules for names. Nothing else formats key names.
 
-All keys of a pool share the hash tag ``{pool}``, so every script touches one Cluster slot:
+All keys of a pool share the hash tag ``{pool}``, so every script touches one Cluster slot.
+The scripts get one key, ``<prefix>:{<pool>}:``, and derive these names from it:
 
-    <prefix>:{<pool>}:pool      hash  capacity, default_weight, held, waiting, token, seq, vclock, avg_hold
+    <prefix>:{<pool>}:pool      hash  capacity, default_weight, held, waiting, token, seq, vclock, avg_hold,
+                                      next_exp, next_dead (lower bounds that spare reclaim its reads)
     <prefix>:{<pool>}:members   hash  member -> "w=.. max=.. held=.. wait=.. vs=.. vt=.. head=.. rm=.."
     <prefix>:{<pool>}:leases    hash  lease id -> "<units>:<token>:<ttl ms>:<granted ms>:<member>"
     <prefix>:{<pool>}:expiry    zset  lease id -> expiry, ms on the Redis server clock
@@ -14,6 +16,7 @@ All keys of a pool share the hash tag ``{pool}``, so every script touches one Cl
     <prefix>:{<pool>}:sizes     zset  waiter id -> units asked
     <prefix>:{<pool>}:parked    hash  parked waiter id -> member (requests no client blocks on)
     <prefix>:{<pool>}:handoff   list  ids of parked requests granted or failed, for their adapter
+    <prefix>:{<pool>}:stats     hash  "<counter>:<member>" -> events counted since the pool was created
     <prefix>:{<pool>}:wake:<id> list  grant or failure pushed to the waiter blocked on it
 """
 from __future__ import annotations
@@ -25,7 +28,7 @@ from .errors import InvalidRequest
 DEFAULT_PREFIX = "wshare"
 MAX_NAME_BYTES = 200
 
-#: Order matters: the Lua scripts read KEYS by position (see lua/lib.lua).
+#: Every key of a pool but the wake lists (lua/lib.lua derives the same names).
 KEY_SUFFIXES = ("pool", "members", "leases", "expiry", "ready", "active", "queue",
                 "waiters", "alive", "sizes", "parked", "handoff", "stats")
 
@@ -88,8 +91,9 @@ class PoolKeys:
 
     @property
     def script_keys(self) -> list[str]:
-        """The KEYS every script receives, in the order lua/lib.lua expects."""
-        return [self.key(s) for s in KEY_SUFFIXES] + [self.wake_prefix]
+        """The KEYS every script receives: the pool's key prefix, from which lua/lib.lua
+        derives every key name (one short key to send and parse per call, not fourteen)."""
+        return [self.base + ":"]
 
     @property
     def pattern(self) -> str:
