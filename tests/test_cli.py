@@ -298,6 +298,9 @@ def test_docker_compose_services_run_commands_that_exist():
     commands = set(main.commands)
     workers = {s for s in services if s.startswith("worker")}
     assert len(workers) >= 3 and any(services[s].get("deploy", {}).get("replicas", 1) > 1 for s in workers)
+    exporter = services["metrics"]  # reachable from outside its container, with its extra installed
+    assert exporter["command"][:2] == ["wshare", "metrics"] and "0.0.0.0" in exporter["command"]
+    assert "9108:9108" in exporter["ports"] and "[metrics]" in compose["x-wshare"]["build"]["dockerfile_inline"]
     for svc_name, svc in services.items():
         if svc_name == "redis":
             continue
