@@ -119,3 +119,31 @@ def test_the_cli_takes_a_cluster_url(redis_cluster, rc):
     # a cluster URL pointing at a plain server, and a plain URL to a cluster node: one-line errors
     bad = CliRunner().invoke(main, ["--url", "redis+cluster://127.0.0.1:1", "status", "x"])
     assert bad.exit_code != 0 and len(bad.output.strip().splitlines()) == 1, bad.output
+
+
+def test_the_metrics_exporter_lists_and_reports_pools_on_every_shard(redis_cluster, rc, tmp_path):
+    """`wshare metrics` over a cluster URL, scraped over HTTP: with no POOL it finds the pools
+    on every primary (SCAN of each node) and reports each one's state and counters."""
+    pytest.importorskip("prometheus_client")
+    from test_metrics import by_member, by_pool, exporter
+    url = redis_cluster.url.replace("redis://", "redis+cluster://", 1)
+    pools = list(pools_on_every_shard(rc).values())
+    for i, pool in enumerate(pools):
+        pool.configure(capacity=4 + i)
+        pool.set_weight("a", 1 + i)
+        assert pool.try_acquire("a", units=1 + i, ttl=60) is not None
+        assert pool.try_acquire("b", units=1, ttl=60) is not None
+    released = pools[0].try_acquire("c")
+    assert released is not None and released.release()
+    with exporter(url, tmp_path=tmp_path) as ex:
+        m = ex.scrape()
+    assert m["wshare_up"] == {(): 1.0} and m["wshare_scrape_pool_errors"] == {(): 0.0}
+    assert by_pool(m["wshare_pool_capacity_units"]) == {p.name: 4 + i for i, p in enumerate(pools)}
+    assert by_pool(m["wshare_pool_held_units"]) == {p.name: 2 + i for i, p in enumerate(pools)}
+    for i, pool in enumerate(pools):
+        assert by_member(m["wshare_member_weight"], pool.name)["a"] == 1 + i
+        held = by_member(m["wshare_member_held_units"], pool.name)
+        assert {x: v for x, v in held.items() if v} == {"a": 1 + i, "b": 1}  # c, idle, may still be listed
+        grants = by_member(m["wshare_member_grants_total"], pool.name)
+        assert grants == ({"a": 1, "b": 1, "c": 1} if i == 0 else {"a": 1, "b": 1})
+    assert by_member(m["wshare_member_releases_total"], pools[0].name) == {"a": 0, "b": 0, "c": 1}

@@ -98,8 +98,26 @@ class PoolKeys:
     @property
     def pattern(self) -> str:
         """A SCAN pattern matching every key of the pool."""
-        escaped = "".join("\\" + c if c in "\\*?[]" else c for c in self.base)
-        return escaped + ":*"
+        return _glob_escape(self.base) + ":*"
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "\\*?[]" else c for c in text)
+
+
+def pools_pattern(prefix: str) -> str:
+    """A SCAN pattern matching the state hash of every pool under ``prefix``."""
+    return _glob_escape(prefix) + ":{*}:pool"
+
+
+def pool_of_key(key: str, prefix: str) -> str | None:
+    """The pool whose state hash ``key`` is (a key ``pools_pattern`` matched), or None if the
+    key is not one (a name with braces cannot be a pool's)."""
+    head, tail = f"{prefix}:{{", "}:pool"
+    if not (key.startswith(head) and key.endswith(tail)) or len(key) <= len(head) + len(tail):
+        return None
+    inner = key[len(head): -len(tail)]
+    return None if "{" in inner or "}" in inner else inner
 
 
 def pool_keys(prefix: str, pool: str) -> PoolKeys:

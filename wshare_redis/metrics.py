@@ -17,7 +17,7 @@ import redis
 from redis.exceptions import RedisClusterException
 
 from .errors import PoolNotFound, WshareError
-from .keys import DEFAULT_PREFIX
+from .keys import DEFAULT_PREFIX, pool_of_key, pools_pattern
 from .pool import Pool
 from .status import COUNTERS, PoolStatus
 
@@ -62,15 +62,15 @@ COUNTER_HELP = {
 
 
 def pool_names(client: Any, prefix: str = DEFAULT_PREFIX) -> list[str]:
-    """The pools under ``prefix``, sorted, found by SCAN of their state hashes."""
-    pattern = "".join("\\" + c if c in "\\*?[]" else c for c in prefix) + ":{*}:pool"
+    """The pools under ``prefix``, sorted, found by SCAN of their state hashes (on Redis
+    Cluster, of every primary)."""
     names = set()
-    for key in client.scan_iter(match=pattern, count=1000):
+    for key in client.scan_iter(match=pools_pattern(prefix), count=1000):
         if isinstance(key, bytes):
             key = key.decode("utf-8", "surrogateescape")
-        inner = key[len(prefix) + 2: -len("}:pool")]
-        if "{" not in inner and "}" not in inner:
-            names.add(inner)
+        name = pool_of_key(key, prefix)
+        if name is not None:
+            names.add(name)
     return sorted(names)
 
 
