@@ -509,3 +509,122 @@ def test_a_warm_shutdown_during_the_reconciler_waits_for_it_and_is_not_lost(conn
     assert sorted(d["tag"] for d in done(conn)) == ["after-the-stop", "gated"]
     st = pool.status()
     assert (st.held, st.waiting) == (0, 0)
+
+
+def test_units_a_hand_off_gives_back_are_handed_on_in_the_same_call(conn):
+    # hand_off worked on one read of the hand-off list: when it gave back the units of a job
+    # cancelled while parked, the next parked job was granted them but stayed parked, holding
+    # them, until the next hand-off or reconciler tick (up to 5 s with the workers idle).
+    from wshare_redis.rq import hand_off
+    pool = Pool(conn, "gpu")
+    pool.configure(capacity=1)
+    holder = pool.try_acquire("x")
+    q = Queue("default", connection=conn)
+    first = enqueue(q, record, "first", quota=Quota("gpu", member="a"))
+    second = enqueue(q, record, "second", quota=Quota("gpu", member="a"))
+    burst(conn, q)  # both parked, first in line
+    holder.release()  # granted to the first ...
+    first.cancel()  # ... which is cancelled before its hand-off
+    assert hand_off(conn, pool) == 1
+    assert second.get_status(refresh=True) == JobStatus.QUEUED and len(q) == 1
+    assert pool.handoffs() == [] and pool.status().members["a"].held == 1
+    burst(conn, q)
+    assert [d["tag"] for d in done(conn)] == ["second"] and first.get_status(refresh=True) == JobStatus.CANCELED
+    st = pool.status()
+    assert (st.held, st.waiting) == (0, 0)
+
+
+
+def test_units_a_job_cancelled_while_it_parks_was_granted_are_handed_on_at_once(conn, monkeypatch):
+    # execute_job's park path: the job is cancelled between parking in RQ and asking the pool,
+    # which grants it the units at once; they are given back and go to a job parked behind.
+    # That job must be handed off by this worker, not wait for the next reconciler tick.
+    import wshare_redis.rq as wrq
+    from wshare_redis.rq import _RQSide
+    monkeypatch.setattr(wrq, "RECONCILE_EVERY", 3600.0)  # only the worker's first reconciler run
+    pool = Pool(conn, "gpu")
+    pool.configure(capacity=1)
+    holder = pool.try_acquire("x")
+    q = Queue("default", connection=conn)
+    job = enqueue(q, record, "cancelled", quota=Quota("gpu", member="b"))
+    waiting = enqueue(q, record, "waiting", quota=Quota("gpu", member="a"))
+    conn.lrem(q.key, 0, waiting.id)  # parked below, once the units are taken
+    waiting_rid = new_request_id(waiting.id)
+    original = Pool.park
+    fired = []
+
+    def cancelled_while_parking(self, member, rid, **kw):
+        if fired or not rid.startswith(f"rq:{job.id}:"):
+            return original(self, member, rid, **kw)
+        fired.append(rid)
+        holder.release()  # the units are free again ...
+        job.cancel()  # ... and the job is cancelled while it parks
+        granted = original(self, member, rid, **kw)  # granted at once, to a cancelled job
+        assert granted is not None
+        _RQSide(conn).park(waiting, q, Quota("gpu", member="a"), waiting_rid)  # another job parks
+        assert original(self, "a", waiting_rid) is None  # behind it
+        return granted
+
+    monkeypatch.setattr(Pool, "park", cancelled_while_parking)
+    burst(conn, q)
+    assert fired and job.get_status(refresh=True) == JobStatus.CANCELED
+    assert [d["tag"] for d in done(conn)] == ["waiting"] and waiting.get_status(refresh=True) == JobStatus.FINISHED
+    st = pool.status()
+    assert (st.held, st.waiting, pool.handoffs()) == (0, 0, [])
+
+
+def test_the_reconciler_does_not_queue_again_the_request_of_an_attempt_that_ended(conn, monkeypatch):
+    # The reconciler read a parked job's marker, saw no lease and re-queued its request
+    # (pool.park). If meanwhile that request was granted, the job run and the lease released,
+    # park queued a request for a finished attempt, holding units until a later hand-off.
+    from wshare_redis.rq import hand_off
+    pool = Pool(conn, "gpu")
+    pool.configure(capacity=1)
+    holder = pool.try_acquire("x")
+    q = Queue("default", connection=conn)
+    job = enqueue(q, record, "j", quota=Quota("gpu", member="a"))
+    burst(conn, q)  # parked
+    original = Pool.park
+    busy = []
+
+    def attempt_ends_first(self, member, rid, **kw):
+        if not busy:
+            holder.release()  # granted ...
+            hand_off(conn, self)  # ... put back on the queue ...
+            burst(conn, q)  # ... run, and its units released
+            busy.append(pool.try_acquire("y"))  # someone else holds them when park runs
+        return original(self, member, rid, **kw)
+
+    monkeypatch.setattr(Pool, "park", attempt_ends_first)
+    reconcile(conn, [q])
+    assert busy and busy[0] is not None
+    assert [d["tag"] for d in done(conn)] == ["j"] and job.get_status(refresh=True) == JobStatus.FINISHED
+    st = pool.status()
+    assert (st.held, st.waiting) == (1, 0)
+    busy[0].release()
+    assert (pool.status().held, pool.leases()) == (0, [])
+
+
+def test_an_adopted_lease_whose_renewal_fails_is_given_back_and_unclaimed(conn, monkeypatch):
+    # A renewal error other than LeaseLost (here: not confirmed by the replicas) failed the job
+    # but left its lease held until its ttl, and claimed on the job.
+    from wshare_redis import NotReplicated
+    from wshare_redis.lease import Lease
+    pool = Pool(conn, "gpu")
+    pool.configure(capacity=1)
+    holder = pool.try_acquire("x")
+    q = Queue("default", connection=conn)
+    job = enqueue(q, record, "j", quota=Quota("gpu", member="a"))
+    burst(conn, q)  # parked
+    holder.release()
+    reconcile(conn, [q])  # back on the queue with its lease
+    assert pool.status().members["a"].held == 1
+
+    def not_confirmed(self, ttl=None):
+        raise NotReplicated("gpu", "renewal", 1, 0, 0.1)
+
+    monkeypatch.setattr(Lease, "renew", not_confirmed)
+    burst(conn, q)
+    assert job.get_status(refresh=True) == JobStatus.FAILED and done(conn) == []
+    assert (pool.status().held, pool.leases()) == (0, [])
+    assert conn.hget(job.key, "wshare_granted") is None

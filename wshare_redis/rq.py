@@ -44,6 +44,7 @@ log = logging.getLogger("wshare_redis.rq")
 META_KEY = "wshare"            # job.meta["wshare"]: the Quota, as a dict
 MARK_FIELD = "wshare_quota"    # plain field on rq:job:<id> while parked (readable from Lua)
 RECONCILE_EVERY = 5.0          # seconds between a worker's reconciler runs
+HANDOFF_ROUNDS = 4             # hand_off reads the hand-off list at most this many times per call
 POOLS_KEY = "wshare:rq:pools"  # set of "<prefix>\0<pool>" that have parked RQ jobs (for reconcilers)
 
 
@@ -129,13 +130,19 @@ class _RQSide:
         keys = [job_key, queue.key, queue.deferred_job_registry.key, Queue.redis_queues_keys]
         return int(self.unpark_script(keys=keys, args=[job_id, rid]))
 
-    def unpark_or_release(self, job_id: str, rid: str, lease: Optional[Lease]) -> bool:
+    def unpark_or_release(self, job_id: str, rid: str, lease: Optional[Lease]) -> int:
         """Put a granted job back; if it is not ours any more (cancelled, deleted, another
-        attempt), give its units back. True if the job was put back now."""
+        attempt), give its units back. Returns ``unpark``'s outcome: 1 put back now, 2 put
+        back before (lease kept), 0 units given back (they may have gone to a parked job)."""
         outcome = self.unpark(job_id, rid)
         if outcome == 0 and lease is not None:
             lease.release()
-        return outcome == 1
+        return outcome
+
+    def parked_for(self, job_id: str, rid: str) -> bool:
+        """True while the job is parked waiting for request ``rid`` (the test rq_unpark.lua makes)."""
+        status, mark = self.connection.hmget(Job.key_for(job_id), ["status", MARK_FIELD])
+        return _decode(status) == "deferred" and f'"rid": "{rid}"' in (_decode(mark) or "")
 
     def abandon(self, job: Job, queue: Queue) -> None:
         """Take a parked job out of the deferred registry (before failing it)."""
@@ -146,11 +153,9 @@ class _RQSide:
 
     def fail_parked(self, job_id: str, rid: str, message: str) -> None:
         """Fail a parked job whose request can never be granted (if it is still parked for it)."""
-        job_key = Job.key_for(job_id)
-        mark = _decode(self.connection.hget(job_key, MARK_FIELD)) or ""
-        if _decode(self.connection.hget(job_key, "status")) != "deferred" or f'"rid": "{rid}"' not in mark:
+        if not self.parked_for(job_id, rid):
             return
-        origin = _decode(self.connection.hget(job_key, "origin"))
+        origin = _decode(self.connection.hget(Job.key_for(job_id), "origin"))
         try:
             job = Job.fetch(job_id, connection=self.connection)
         except Exception:  # deleted meanwhile
@@ -181,15 +186,43 @@ def hand_off(connection: Any, pool: Pool, rq_side: Optional[_RQSide] = None, lim
     back the units of jobs cancelled or deleted while parked. Returns jobs put back."""
     rq_side = rq_side or _RQSide(connection)
     moved = 0
-    for rid in pool.handoffs(limit):
-        lease = pool.lease(rid)
-        if lease is None:  # the request failed (a resize made it impossible, member removed)
-            rq_side.fail_parked(job_id_of(rid), rid, f"wshare: pool {pool.name!r} can no longer grant "
-                                "this job's units (member removed, or more units than the pool has)")
-        elif rq_side.unpark_or_release(job_id_of(rid), rid, lease):
-            moved += 1
-        pool.ack_handoff(rid)
+    # Giving units back grants them to the next parked jobs, whose ids join the list behind
+    # the ones read: read it again so they go back now, not at the next reconciler tick.
+    # Bounded (at most HANDOFF_ROUNDS * limit ids), however fast others append to it.
+    for _ in range(HANDOFF_ROUNDS):
+        rids = pool.handoffs(limit)
+        if not rids:
+            break
+        for rid in rids:
+            lease = pool.lease(rid)
+            if lease is None:  # the request failed (a resize made it impossible, member removed)
+                rq_side.fail_parked(job_id_of(rid), rid, f"wshare: pool {pool.name!r} can no longer grant "
+                                    "this job's units (member removed, or more units than the pool has)")
+            elif rq_side.unpark_or_release(job_id_of(rid), rid, lease) == 1:
+                moved += 1
+            pool.ack_handoff(rid)
     return moved
+
+
+def _request_units(pool: Pool, rq_side: _RQSide, job_id: str, quota: Quota, rid: str) -> int:
+    """Queue the pool request of a job parked in RQ for ``rid`` (idempotent). If the units
+    are granted at once, put the job back (``unpark_or_release``'s outcome); else -1.
+
+    The attempt may have ended between the caller's look at the job and this request: granted,
+    run and released, or cancelled. Then ``park`` has just queued a request for nobody, which
+    would hold units when granted until a hand-off gave them back: take it out again."""
+    granted = pool.park(quota.member, rid, units=quota.units, ttl=quota.ttl)
+    if granted is None and not rq_side.parked_for(job_id, rid):
+        try:  # not the job's to fail if this goes wrong: the attempt is over
+            if pool.cancel(rid):
+                return -1
+            granted = pool.lease(rid)  # granted in between (or failed: its hand-off acks it)
+        except WshareError as e:  # the pool was deleted meanwhile, and the request with it
+            log.warning("wshare: could not take back request %s of an ended attempt: %s", rid, e)
+            return -1
+    if granted is None:
+        return -1
+    return rq_side.unpark_or_release(job_id, rid, granted)
 
 
 def _free_stale_leases(connection: Any, pool: Pool) -> int:
@@ -257,16 +290,17 @@ def reconcile(connection: Any, queues: list[Queue], limit: int = 200) -> dict[st
             pool = pools.setdefault((quota.prefix, quota.pool), Pool(connection, quota.pool, prefix=quota.prefix))
             lease = pool.lease(rid)
             if lease is not None:  # granted, not put back (its hand-off was lost)
-                if rq_side.unpark_or_release(job_id, rid, lease):
-                    counts["unparked"] += 1
-                continue
-            try:  # idempotent: a request still queued stays as it is
-                granted = pool.park(quota.member, rid, units=quota.units, ttl=quota.ttl)
-            except WshareError as e:
-                log.warning("wshare: parked job %s cannot get its units: %s", job_id, e)
-                continue
-            if granted is not None and rq_side.unpark_or_release(job_id, rid, granted):
-                counts["requeued_requests"] += 1
+                outcome, count = rq_side.unpark_or_release(job_id, rid, lease), "unparked"
+            else:
+                try:  # idempotent: a request still queued stays as it is
+                    outcome, count = _request_units(pool, rq_side, job_id, quota, rid), "requeued_requests"
+                except WshareError as e:
+                    log.warning("wshare: parked job %s cannot get its units: %s", job_id, e)
+                    continue
+            if outcome == 1:
+                counts[count] += 1
+            elif outcome == 0:  # units given back: they may have gone to another parked job
+                counts["handed_off"] += hand_off(connection, pool, rq_side)
     return counts
 
 
@@ -337,8 +371,21 @@ class QuotaMixin:
                 return lease
             except LeaseLost:
                 pass
+            except Exception:  # the job fails: give its units back and leave no claim
+                self._wshare_give_back(job, lease, rq_side)
+                raise
         rq_side.unclaim(job, rid)
         return None
+
+    def _wshare_give_back(self, job: Job, lease: Lease, rq_side: _RQSide) -> None:
+        """Release the lease and drop the job's claim on it, best effort (Redis may be why we
+        are here); what a failed step leaves, the lease's ttl or the reconciler (which frees
+        the leases of failed jobs) ends."""
+        for step in (lease.release, lambda: rq_side.unclaim(job, lease.id)):
+            try:
+                step()
+            except Exception as e:
+                log.warning("wshare: job %s: could not give back lease %s: %s", job.id, lease.id, e)
 
     def execute_job(self, job: Job, queue: Queue) -> Any:
         quota = quota_of(job)
@@ -362,13 +409,13 @@ class QuotaMixin:
             # Park in RQ first, then queue in the pool: a grant can then always find the job.
             if not rq_side.park(job, queue, quota, rid):
                 return None  # cancelled or deleted meanwhile
-            try:
-                granted = pool.park(quota.member, rid, units=quota.units, ttl=quota.ttl)
+            try:  # granted at once if units were freed meanwhile: back to the front of the queue
+                outcome = _request_units(pool, rq_side, job.id, quota, rid)
             except WshareError as e:
                 rq_side.abandon(job, queue)
                 return self._wshare_fail(job, queue, f"wshare quota {quota}: {e}")
-            if granted is not None:  # units freed meanwhile: back to the front of the queue
-                rq_side.unpark_or_release(job.id, rid, granted)
+            if outcome == 0:  # cancelled meanwhile: its units went back, maybe to a parked job
+                hand_off(self.connection, pool, rq_side)
             log.info("wshare: job %s parked in pool %r for member %r", job.id, quota.pool, quota.member)
             return None
         self._wshare_lease = lease
