@@ -1094,7 +1094,9 @@ class CreditOfThreePeriods(PoolModel):
     credit_periods = 3
 
 
-@pytest.mark.parametrize("mutant", [TiesToLatestHead, HeadOvertaken, IdleKeepsItsCredit, ExpiryChargedToReclaim,
+# HeadOvertaken is left to its scenario: the random search found it within 100 examples in
+# some test orders only (the generated ids differ), the scenario always does.
+@pytest.mark.parametrize("mutant", [TiesToLatestHead, IdleKeepsItsCredit, ExpiryChargedToReclaim,
                                     WorkBeforeReclaim, RankedByStoredS])
 def test_a_wrong_rule_in_the_model_is_caught(mutant: type, fake_clock: FakeClock,
                                               fake_server: fakeredis.FakeServer) -> None:
@@ -1109,7 +1111,36 @@ def test_a_wrong_credit_bound_is_caught(fake_clock: FakeClock, fake_server: fake
                                 CreditOfThreePeriods()))
 
 
+def head_scenario(h: Harness) -> None:
+    """Rule 4 (the head is never overtaken): capacity 3, a holds 2. b queues a 2-unit request,
+    then c a 1-unit one that would fit the free unit; b ranks first (same S, earlier head),
+    so the unit stays free until a releases, and then both are granted."""
+    pool = h.pool
+
+    def enqueue(m: str, units: int) -> str:
+        wid = new_id()
+        assert pool._run("acquire", m, units, 60_000, wid, "wait", 60_000, "", "")[0] == "queued"
+        return wid
+
+    pool.configure(capacity=3)
+    pool.set_weight("b", 1)
+    pool.set_weight("c", 1)
+    holder = pool.try_acquire("a", units=2, ttl=60)
+    assert holder is not None
+    b = enqueue("b", 2)
+    c = enqueue("c", 1)                                     # fits, but b's head ranks first
+    assert (pool.status().held, pool.status().waiting) == (2, 3)
+    assert holder.release()
+    assert (pool.status().held, pool.status().waiting) == (3, 0)
+    assert all((h.pop(wid, None) or "").startswith("ok:") for wid in (b, c))
+
+
+def test_head_scenario_matches_model(fake_clock: FakeClock, fake_server: fakeredis.FakeServer) -> None:
+    head_scenario(Harness(fakeredis.FakeRedis(server=fake_server), "head-" + uuid.uuid4().hex, fake_clock))
+
+
 SCENARIOS: dict[str, Callable[[Harness], None]] = {
+    "head": head_scenario,
     "expiry": expiry_scenario,
     "stale": lambda h: stale_s_scenario(h, 1000),
     "limit": refresh_limit_scenario,
@@ -1121,6 +1152,7 @@ SCENARIOS: dict[str, Callable[[Harness], None]] = {
 @pytest.mark.parametrize("mutant, scenario", [
     (ExpiryChargedToReclaim, "expiry"), (WorkBeforeReclaim, "expiry"), (RankedByStoredS, "stale"),
     (RefreshWithoutBound, "limit"), (NoClampOnReady, "clamp-expiry"), (NoClampOnReady, "clamp-cap"),
+    (HeadOvertaken, "head"),
 ])
 def test_a_wrong_rule_is_caught_by_its_scenario(mutant: type, scenario: str, fake_clock: FakeClock,
                                                 fake_server: fakeredis.FakeServer) -> None:
