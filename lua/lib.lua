@@ -328,12 +328,14 @@ local function set_head(r)
   end
 end
 
--- Remove a queue entry from every index (not from the member's counters).
+-- Remove a queue entry from every index (not from the member's counters). Returns true if
+-- it was a parked request: a blocking waiter is listed in :alive, a parked one in :parked.
 local function unqueue(e, id)
   redis.call('ZREM', K_QUEUE, e)
   redis.call('HDEL', K_WAITERS, id)
-  redis.call('ZREM', K_ALIVE, id)
   redis.call('ZREM', K_SIZES, id)
+  if redis.call('ZREM', K_ALIVE, id) == 1 then return false end
+  return redis.call('HDEL', K_PARKED, id) == 1
 end
 
 local function notify(id, msg, ttl)
@@ -348,8 +350,7 @@ local function drop_waiter(id, now, notice, counter)
   local e = redis.call('HGET', K_WAITERS, id)
   if not e then return false end
   local m, seq, units = parse_entry(e)
-  unqueue(e, id)
-  local parked = redis.call('HDEL', K_PARKED, id) == 1
+  local parked = unqueue(e, id)
   local r = rec_need(m)
   touch(r, now)
   r.wait = r.wait - units
@@ -417,16 +418,22 @@ local function dispatch(now)
     local r = first_ready(now)
     if not r then return false end
     if r.hu > free then return false end  -- the head is never overtaken (rule 4)
-    local e = first_entry(r.m)
+    -- The head request and the one after it, which becomes the head.
+    local es = redis.call('ZRANGEBYLEX', K_QUEUE, '[' .. r.m .. '\0', '(' .. r.m .. '\1', 'LIMIT', '0', '2')
+    local e = es[1]
     if not e then abort('corrupt', 'member ' .. r.m .. ' is ready with an empty queue') end
     local _, _, units, ttl, id = parse_entry(e)
-    unqueue(e, id)
-    local parked = redis.call('HDEL', K_PARKED, id) == 1
+    local parked = unqueue(e, id)
     r.wait = r.wait - units
     P.waiting = P.waiting - units
     grant(r, id, units, ttl, now, not parked)
     if parked then redis.call('RPUSH', K_HANDOFF, id) end
-    set_head(r)
+    if es[2] then
+      local _, seq, next_units = parse_entry(es[2])
+      r.hseq, r.hu = seq, next_units
+    else
+      r.hseq, r.hu = 0, 0
+    end
     rec_save(r)
   end
   return true
