@@ -27,3 +27,42 @@ def test_quick_benchmark_runs_every_section(tmp_path):
                 "bound: BLPOP/RPUSH token list", "x bound"):
         assert row in text, row
     assert text.count("bound: BLPOP/RPUSH token list") == 2
+
+
+def test_the_commands_bound_issues_what_the_scripts_issue(redis_server):
+    """The "bound: the scripts' Redis commands" row is only a bound while its two scripts
+    issue the same Redis commands as a real try_acquire + release cycle: compare the
+    commands each makes (INFO commandstats) on the real server."""
+    import redis
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import cycle
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from wshare_redis import Pool
+
+    r = redis.Redis.from_url(redis_server.url)
+    r.flushdb()
+    fns = cycle.cases(r)
+    wshare, bound = fns["wshare try_acquire+release"], fns["bound: the scripts' Redis commands"]
+
+    def commands(fn) -> dict[str, int]:
+        fn()  # warm: the library loaded, the member known
+        r.config_resetstat()
+        for _ in range(10):
+            fn()
+        stats = r.info("commandstats")
+        out = {k[len("cmdstat_"):]: v["calls"] for k, v in stats.items()
+               if k not in ("cmdstat_fcall", "cmdstat_evalsha", "cmdstat_info") and not k.startswith("cmdstat_config")}
+        # A release either rewrites the member's record or, when it went idle owing nothing
+        # (a hold shorter than the clock's millisecond), forgets it: one HSET or one HDEL.
+        out["hset+hdel"] = out.pop("hset", 0) + out.pop("hdel", 0)
+        return out
+
+    issued = commands(wshare)
+    assert sum(issued.values()) == 10 * 21, issued  # 10 acquire + 11 release commands per cycle
+    assert commands(bound) == issued
+    Pool(r, "bench-cycle").delete()
+    Pool(r, "bench-lock").delete()
+    r.close()
