@@ -226,7 +226,28 @@ def test_run_reports_a_lost_lease_and_stops_the_command(url, name):
     pool.revoke(pool.leases()[0].id)
     _out, err = p.communicate(timeout=20)
     assert p.returncode == 128 + signal.SIGTERM
-    assert "was lost while the command ran" in err
+    assert "was lost while the command ran" in err and "sending SIGKILL" not in err  # SIGTERM was enough
+
+
+def test_run_kills_a_command_that_ignores_sigterm_after_a_lost_lease(url, name):
+    pool = Pool(redis.Redis.from_url(url), name)
+    pool.configure(capacity=1)
+    ignoring = "trap '' TERM; i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done"
+    p = subprocess.Popen([*WSHARE, "--url", url, "run", name, "--member", "a", "--kill-after", "0.5", "--",
+                          "sh", "-c", ignoring], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 20
+    while not pool.leases() and time.time() < deadline:
+        time.sleep(0.02)
+    pool.revoke(pool.leases()[0].id)
+    _out, err = p.communicate(timeout=20)
+    assert p.returncode == 128 + signal.SIGKILL, err
+    assert "SIGKILL after 0.5s" in err and "did not end 0.5s after SIGTERM; sending SIGKILL" in err
+
+
+@pytest.mark.parametrize("bad", ["-1", "nan", "inf"])
+def test_run_refuses_a_bad_kill_after(url, name, bad):
+    res = CliRunner().invoke(main, ["--url", url, "run", name, "--member", "a", "--kill-after", bad, "--", "true"])
+    assert res.exit_code == 2 and "--kill-after" in res.output and len(res.output.strip().splitlines()) == 1
 
 
 # -- workers and the demo --------------------------------------------------------------------

@@ -498,22 +498,27 @@ def metrics(s: Settings, pools: tuple[str, ...], port: int, addr: str) -> None:
               help="Lease TTL in seconds (renewed every ttl/3 while the command runs).")
 @click.option("--timeout", type=float, default=None, help="Seconds to wait for units (default: for ever).")
 @click.option("--keep-on-lost", is_flag=True, help="If the lease is lost, let the command finish (default: SIGTERM it).")
+@click.option("--kill-after", type=float, default=10.0, show_default=True,
+              help="After a lost lease's SIGTERM, SIGKILL the command if it still runs this many seconds later.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_obj
 def run(s: Settings, pool_name: str, member_name: str, units: int, ttl: float, timeout: Optional[float],
-        keep_on_lost: bool, command: tuple[str, ...]) -> None:
+        keep_on_lost: bool, kill_after: float, command: tuple[str, ...]) -> None:
     """Run COMMAND while holding units of POOL, like flock(1) for weighted quotas.
 
     COMMAND sees WSHARE_LEASE_ID and WSHARE_FENCING_TOKEN. The lease is released when it
     ends, also on Ctrl-C or SIGTERM (forwarded to it). Exits with COMMAND's status; 75 if
     no units came within --timeout. If the lease is lost meanwhile, a line goes to stderr
-    and COMMAND gets SIGTERM unless --keep-on-lost.
+    and COMMAND gets SIGTERM (then SIGKILL after --kill-after seconds) unless --keep-on-lost.
 
     \b
     Example: wshare run gpu --member team-a -n 2 --timeout 600 -- python train.py
     """
     from .runner import EX_TEMPFAIL, Interrupted, RunConfig, run_command
-    cfg = RunConfig(member=member_name, units=units, ttl=ttl, timeout=timeout, keep_on_lost=keep_on_lost)
+    if not kill_after >= 0 or kill_after == float("inf"):
+        _fail(f"--kill-after must be a finite number of seconds >= 0, not {kill_after}", 2)
+    cfg = RunConfig(member=member_name, units=units, ttl=ttl, timeout=timeout, keep_on_lost=keep_on_lost,
+                    kill_after=kill_after)
     pool = s.pool(pool_name)
     pool.status()  # an unreachable Redis, refused credentials or a missing pool: one line, before waiting
     try:

@@ -3,9 +3,9 @@
 The lease is renewed in the background while the command runs and released when it ends,
 also on SIGINT, SIGTERM or SIGHUP (forwarded to the command first). If the lease is lost
 (revoked, or it expired because Redis was unreachable for longer than its TTL), a line
-goes to stderr and the command gets SIGTERM, since it no longer runs under quota
-(``keep_on_lost=True`` lets it finish). The exit status is the command's own (128 + N when
-it was ended by signal N).
+goes to stderr and the command gets SIGTERM, since it no longer runs under quota, then
+SIGKILL if it is still running ``kill_after`` seconds later (``keep_on_lost=True`` lets it
+finish). The exit status is the command's own (128 + N when it was ended by signal N).
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ class RunConfig:
     ttl: float = 30.0
     timeout: Optional[float] = None
     keep_on_lost: bool = False
+    kill_after: Optional[float] = 10.0  # SIGKILL this long after a lost lease's SIGTERM (None: never)
 
 
 def _terminal_sent_it() -> bool:
@@ -51,6 +52,17 @@ def _terminal_sent_it() -> bool:
         return False
 
 
+def _kill_after(proc: "subprocess.Popen[bytes]", seconds: float) -> None:
+    """SIGKILL ``proc`` if it has not ended ``seconds`` after its SIGTERM: a command that
+    ignores SIGTERM must not keep running outside its quota."""
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        print(f"wshare: the command did not end {seconds:g}s after SIGTERM; sending SIGKILL",
+              file=sys.stderr, flush=True)
+        proc.kill()
+
+
 def run_command(pool: Pool, cfg: RunConfig, argv: Sequence[str]) -> int:
     """Acquire, run ``argv`` with WSHARE_* variables set, release; return the exit status.
 
@@ -61,11 +73,18 @@ def run_command(pool: Pool, cfg: RunConfig, argv: Sequence[str]) -> int:
 
     def on_lost(lease: Lease) -> None:
         lost.set()
-        action = "it keeps running" if cfg.keep_on_lost else "stopping it (SIGTERM)"
+        if cfg.keep_on_lost:
+            action = "it keeps running"
+        elif cfg.kill_after is None:
+            action = "stopping it (SIGTERM)"
+        else:
+            action = f"stopping it (SIGTERM, SIGKILL after {cfg.kill_after:g}s)"
         print(f"wshare: lease {lease.id} on pool {pool.name!r} was lost while the command ran; {action}",
               file=sys.stderr, flush=True)
         if not cfg.keep_on_lost and child and child[0].poll() is None:
             child[0].terminate()
+            if cfg.kill_after is not None:
+                threading.Thread(target=_kill_after, args=(child[0], cfg.kill_after), daemon=True).start()
 
     def interrupted(signum: int, _frame: Any) -> None:
         raise Interrupted(signum)
