@@ -93,7 +93,7 @@ end
 -- A number from stored state, checked, or a clear error naming where it came from.
 local function num(s, what, lo)
   local x = tonumber(s)
-  if x == nil or x ~= x or x == math.huge or x == -math.huge or (lo ~= nil and x < lo) then
+  if x == nil or x - x ~= 0 or (lo ~= nil and x < lo) then  -- x - x: NaN for NaN and infinities
     abort('corrupt', 'pool state: ' .. what .. ' is ' .. tostring(s))
   end
   return x
