@@ -126,7 +126,7 @@ local function init_pool(capacity, dw)
   -- (every grant takes a script call, and script calls take more than a microsecond).
   local t = redis.call('TIME')
   P = {capacity = capacity, dw = dw, held = 0, waiting = 0, token = tonumber(t[1]) * 1000000 + tonumber(t[2]),
-       seq = 0, vclock = 0, avg_hold = 0, next_exp = NONE, next_dead = NONE}
+       seq = 0, vclock = 0, avg_hold = 0, next_exp = 0, next_dead = 0}  -- 0: the first reclaim looks
   P0 = {}
   redis.call('HSET', K_POOL, 'capacity', I(capacity), 'default_weight', dw)
 end
