@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-SECTIONS = ["cycle", "contended", "scaling"]  # one module each in benchmarks/
+SECTIONS = ["cycle", "contended", "scaling", "breakdown"]  # one module each in benchmarks/
 
 
 def machine(url: str) -> list[str]:

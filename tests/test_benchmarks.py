@@ -19,7 +19,7 @@ def test_quick_benchmark_runs_every_section(tmp_path):
                        capture_output=True, text=True, timeout=240)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     text = out.read_text()
-    for section in ("### cycle", "### contended", "### scaling"):
+    for section in ("### cycle", "### contended", "### scaling", "### breakdown"):
         assert section in text
     assert "floor: 2 x EVALSHA return 1" in text and "redis-server" in text
     # the rows that take the wshare figures apart, and the bound of each contended section
@@ -27,6 +27,9 @@ def test_quick_benchmark_runs_every_section(tmp_path):
                 "bound: BLPOP/RPUSH token list", "x bound"):
         assert row in text, row
     assert text.count("bound: BLPOP/RPUSH token list") == 2
+    # the breakdown: server time by command and by piece of lib.lua, client time in and out of fcall
+    for row in ("Lua and bridging", "load_pool (HMGET + checks)", "try_acquire + release", "bare FCALLs"):
+        assert row in text, row
 
 
 def test_the_commands_bound_issues_what_the_scripts_issue(redis_server):
