@@ -649,6 +649,37 @@ def test_auto_renew_runs_in_a_task_and_reports_a_revoked_lease(url, name):
     arun(main())
 
 
+def test_max_hold_stops_the_renewal_task_and_the_lease_runs_out(url, name):
+    async def main() -> None:
+        r = client(url)
+        pool = wa.Pool(r, name)
+        await pool.configure(capacity=1)
+        lost = asyncio.Event()
+
+        async def on_lost(lease: wa.Lease) -> None:
+            lost.set()
+
+        lock = wa.Lock(r, name + "-lock", ttl=0.3, auto_renew=True, max_hold=0.2)
+        held = await lock.acquire(timeout=1)
+        lease = await pool.acquire("a", ttl=0.3, auto_renew=True, max_hold=0.6, on_lost=on_lost)
+        await asyncio.sleep(0.45)  # outlives its ttl: renewed meanwhile
+        assert not lease.lost and not lost.is_set() and (await pool.status()).held == 1
+        await asyncio.wait_for(lost.wait(), 5)
+        assert lease.lost
+        for _ in range(100):  # no longer renewed: it runs out within its ttl
+            if not (await pool.status()).held:
+                break
+            await asyncio.sleep(0.05)
+        assert (await pool.status()).held == 0 and await lease.release() is False
+        assert held.lost and await lock.release() is False  # the lock's lease ran out the same way
+        with pytest.raises(InvalidRequest, match="auto_renew=True"):
+            await pool.try_acquire("a", max_hold=1)
+        await assert_nothing_left(pool)
+        await r.aclose()
+
+    arun(main())
+
+
 def test_a_waiter_gives_up_with_redis_unavailable_after_its_timeout():
     from wshare_redis.embedded import RedisServer
 

@@ -244,10 +244,23 @@ def test_run_kills_a_command_that_ignores_sigterm_after_a_lost_lease(url, name):
     assert "SIGKILL after 0.5s" in err and "did not end 0.5s after SIGTERM; sending SIGKILL" in err
 
 
+def test_run_stops_a_command_that_outlives_max_hold(url, name):
+    pool = Pool(redis.Redis.from_url(url), name)
+    pool.configure(capacity=1)
+    t0 = time.monotonic()
+    p = subprocess.run([*WSHARE, "--url", url, "run", name, "--member", "a", "--ttl", "5", "--max-hold", "0.5", "--",
+                        "sh", "-c", "exec sleep 30"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 128 + signal.SIGTERM, p.stderr
+    assert time.monotonic() - t0 < 20  # stopped by max_hold, long before the command's 30 s
+    assert "max_hold (0.5s)" in p.stderr and "was lost while the command ran" in p.stderr
+    assert pool.status().held == 0  # released when the command ended
+
+
+@pytest.mark.parametrize("option", ["--kill-after", "--max-hold"])
 @pytest.mark.parametrize("bad", ["-1", "nan", "inf"])
-def test_run_refuses_a_bad_kill_after(url, name, bad):
-    res = CliRunner().invoke(main, ["--url", url, "run", name, "--member", "a", "--kill-after", bad, "--", "true"])
-    assert res.exit_code == 2 and "--kill-after" in res.output and len(res.output.strip().splitlines()) == 1
+def test_run_refuses_a_bad_kill_after_or_max_hold(url, name, bad, option):
+    res = CliRunner().invoke(main, ["--url", url, "run", name, "--member", "a", option, bad, "--", "true"])
+    assert res.exit_code == 2 and option in res.output and len(res.output.strip().splitlines()) == 1
 
 
 # -- workers and the demo --------------------------------------------------------------------

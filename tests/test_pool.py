@@ -161,6 +161,40 @@ def test_auto_renew_keeps_a_lease_alive_past_its_ttl(pool):
     assert pool.try_acquire("b") is not None
 
 
+def test_max_hold_stops_renewing_reports_the_loss_and_the_lease_runs_out(pool):
+    """A hung holder cannot keep its units for ever: past max_hold the lease is no longer
+    renewed, on_lost is called at once, and the lease ends at its TTL."""
+    lost: list[tuple[float, Lease]] = []
+    t0 = time.monotonic()
+    lease = pool.acquire("a", units=2, ttl=0.3, auto_renew=True, max_hold=0.6,
+                         on_lost=lambda x: lost.append((time.monotonic(), x)))
+    time.sleep(0.45)  # past its first ttl: renewed meanwhile
+    assert not lease.lost and not lost and pool.status().members["a"].held == 2
+    deadline = time.monotonic() + 5
+    while not lost and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [x for _, x in lost] == [lease] and lease.lost and lost[0][0] - t0 >= 0.6
+    while pool.status().held and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool.status().held == 0  # not renewed any more: it ran out
+    assert lease.release() is False
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), "5", True])
+def test_max_hold_is_checked_before_anything_changes(pool, bad):
+    with pytest.raises(InvalidRequest, match="max_hold"):
+        pool.try_acquire("a", auto_renew=True, max_hold=bad)
+    with pytest.raises(InvalidRequest, match="max_hold"):
+        pool.acquire("a", auto_renew=True, max_hold=bad, timeout=0)
+    assert pool.status().held == 0 and pool.leases() == []
+
+
+def test_max_hold_needs_auto_renew(pool):
+    with pytest.raises(InvalidRequest, match="auto_renew=True"):
+        pool.acquire("a", max_hold=5, timeout=1)
+    assert pool.status().held == 0 and pool.leases() == []
+
+
 def test_leases_lists_live_leases_with_their_fields(pool):
     a = pool.try_acquire("a", units=2, ttl=30)
     b = pool.try_acquire("b", ttl=0.1)

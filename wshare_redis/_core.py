@@ -63,6 +63,15 @@ def _pairs(flat: Sequence[Any]) -> dict[str, str]:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
+def _renewal_limit(max_hold: object, auto_renew: bool) -> Optional[float]:
+    """``max_hold`` checked: None, or seconds > 0 for an auto-renewed lease."""
+    if max_hold is None:
+        return None
+    if not auto_renew:
+        raise InvalidRequest("max_hold limits auto-renewal: it needs auto_renew=True")
+    return check_seconds(max_hold, "max_hold")
+
+
 def new_id() -> str:
     """An unguessable lease/waiter id (128 random bits)."""
     return secrets.token_hex(16)
@@ -285,10 +294,11 @@ class PoolCore(Generic[L]):
     # -- acquiring -------------------------------------------------------------------------------
 
     def _flow_try_acquire(self, member: str, units: int, ttl: float, auto_renew: bool,
-                          on_lost: Optional[OnLost]) -> Flow[Optional[L]]:
+                          on_lost: Optional[OnLost], max_hold: Optional[float] = None) -> Flow[Optional[L]]:
         check_name(member, "member")
         units = check_units(units)
         ms = ttl_ms(ttl)
+        max_hold = _renewal_limit(max_hold, auto_renew)
         lease_id = new_id()
         reply, acked = yield from self._flow_ask(member, units, ms, lease_id, "try", 0, "")
         if reply[0] == "busy":
@@ -296,7 +306,7 @@ class PoolCore(Generic[L]):
         if reply[0] != "ok":
             self._fail(reply)
         lease = self._granted(lease_id, member, units, ms, reply[1], reply[2], False, None)
-        return (yield from self._flow_confirmed(lease, acked, auto_renew, on_lost))
+        return (yield from self._flow_confirmed(lease, acked, auto_renew, on_lost, max_hold))
 
     def _flow_ask(self, member: str, units: int, ms: int, request_id: str, mode: str, alive_ms: int,
                   create: str) -> Flow[tuple[list[Any], int]]:
@@ -315,10 +325,12 @@ class PoolCore(Generic[L]):
         return reply, acked
 
     def _flow_acquire(self, member: str, units: int, ttl: float, timeout: Optional[float], auto_renew: bool,
-                      on_lost: Optional[OnLost], create: str, cancel: Any = None) -> Flow[L]:
+                      on_lost: Optional[OnLost], create: str, cancel: Any = None,
+                      max_hold: Optional[float] = None) -> Flow[L]:
         check_name(member, "member")
         units = check_units(units)
         ms = ttl_ms(ttl)
+        max_hold = _renewal_limit(max_hold, auto_renew)
         if timeout is not None:
             timeout = check_seconds(timeout, "timeout", allow_zero=True)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -328,7 +340,7 @@ class PoolCore(Generic[L]):
             reply, acked = yield from self._flow_ask(member, units, ms, waiter, mode, self._alive_ms(deadline), create)
             if reply[0] == "ok":
                 lease = self._granted(waiter, member, units, ms, reply[1], reply[2], False, None)
-                return (yield from self._flow_confirmed(lease, acked, auto_renew, on_lost))
+                return (yield from self._flow_confirmed(lease, acked, auto_renew, on_lost, max_hold))
             if reply[0] == "busy":
                 raise AcquireTimeout(self.name, member, units, 0.0)
             if reply[0] != "queued":
@@ -349,9 +361,10 @@ class PoolCore(Generic[L]):
             if message == "cancelled":
                 raise AcquireCancelled(f"pool {self.name!r}: request of member {member!r} cancelled")
             lease = self._delivered(message, waiter, member, units, ms, False, None)
-            return (yield from self._flow_confirmed(lease, acked, auto_renew, on_lost))
+            return (yield from self._flow_confirmed(lease, acked, auto_renew, on_lost, max_hold))
 
-    def _flow_confirmed(self, lease: L, acked: int, auto_renew: bool, on_lost: Optional[OnLost]) -> Flow[L]:
+    def _flow_confirmed(self, lease: L, acked: int, auto_renew: bool, on_lost: Optional[OnLost],
+                        max_hold: Optional[float] = None) -> Flow[L]:
         """A fresh grant if enough replicas acknowledged it (then renewing, if asked), else give
         it back and raise NotReplicated."""
         if self.min_replicas and acked < self.min_replicas:
@@ -363,7 +376,7 @@ class PoolCore(Generic[L]):
                             exc_info=True)
             raise NotReplicated(self.name, "grant", self.min_replicas, acked, self.replica_timeout)
         if auto_renew:
-            lease.start_auto_renew(on_lost)
+            lease.start_auto_renew(on_lost, max_hold)
         return lease
 
     def _flow_wait(self, waiter: str, next_expiry_ms: int, deadline: Optional[float],

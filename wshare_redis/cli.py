@@ -500,10 +500,12 @@ def metrics(s: Settings, pools: tuple[str, ...], port: int, addr: str) -> None:
 @click.option("--keep-on-lost", is_flag=True, help="If the lease is lost, let the command finish (default: SIGTERM it).")
 @click.option("--kill-after", type=float, default=10.0, show_default=True,
               help="After a lost lease's SIGTERM, SIGKILL the command if it still runs this many seconds later.")
+@click.option("--max-hold", type=float, default=None,
+              help="Renew for at most this many seconds, then stop the command as on a lost lease (default: no limit).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_obj
 def run(s: Settings, pool_name: str, member_name: str, units: int, ttl: float, timeout: Optional[float],
-        keep_on_lost: bool, kill_after: float, command: tuple[str, ...]) -> None:
+        keep_on_lost: bool, kill_after: float, max_hold: Optional[float], command: tuple[str, ...]) -> None:
     """Run COMMAND while holding units of POOL, like flock(1) for weighted quotas.
 
     COMMAND sees WSHARE_LEASE_ID and WSHARE_FENCING_TOKEN. The lease is released when it
@@ -517,8 +519,10 @@ def run(s: Settings, pool_name: str, member_name: str, units: int, ttl: float, t
     from .runner import EX_TEMPFAIL, Interrupted, RunConfig, run_command
     if not kill_after >= 0 or kill_after == float("inf"):
         _fail(f"--kill-after must be a finite number of seconds >= 0, not {kill_after}", 2)
+    if max_hold is not None and not 0 < max_hold < float("inf"):
+        _fail(f"--max-hold must be a finite number of seconds > 0, not {max_hold}", 2)
     cfg = RunConfig(member=member_name, units=units, ttl=ttl, timeout=timeout, keep_on_lost=keep_on_lost,
-                    kill_after=kill_after)
+                    kill_after=kill_after, max_hold=max_hold)
     pool = s.pool(pool_name)
     pool.status()  # an unreachable Redis, refused credentials or a missing pool: one line, before waiting
     try:

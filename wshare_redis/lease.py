@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ._checks import ttl_ms
+from ._checks import check_seconds, ttl_ms
 from .errors import LeaseLost, NotReplicated
 
 if TYPE_CHECKING:
@@ -44,12 +44,13 @@ class LeaseBase:
         self.lost = False
         self.released = False
         self._on_lost: Optional[OnLost] = None
+        self._max_hold: Optional[float] = None
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(pool={self.pool!r}, member={self.member!r}, units={self.units}, "
                 f"token={self.token}, expires_at={self.expires_at:.3f})")
 
-    def start_auto_renew(self, on_lost: Optional[OnLost] = None) -> None:
+    def start_auto_renew(self, on_lost: Optional[OnLost] = None, max_hold: Optional[float] = None) -> None:
         raise NotImplementedError
 
     def _renewal_ms(self, ttl: float | None) -> int:
@@ -86,12 +87,30 @@ class LeaseBase:
 
 class RenewalPlan:
     """When an auto-renewing lease renews next, and when failures make it lost: renew every
-    ttl/3; after a Redis error retry sooner, until the lease may have run out."""
+    ttl/3; after a Redis error retry sooner, until the lease may have run out. With
+    ``max_hold`` (seconds), renewing stops that long after the start: the lease is reported
+    lost then and runs out at its TTL, so a hung holder cannot keep its units for ever."""
 
-    def __init__(self, lease: LeaseBase) -> None:
+    def __init__(self, lease: LeaseBase, max_hold: Optional[float] = None) -> None:
         self.lease = lease
-        self.deadline = time.monotonic() + lease.ttl  # local bound on when the lease may run out
+        now = time.monotonic()
+        self.deadline = now + lease.ttl  # local bound on when the lease may run out
         self.interval = lease.ttl / 3
+        self.max_hold = max_hold
+        self.hold_until = None if max_hold is None else now + max_hold
+
+    def next_wait(self) -> float:
+        """Seconds until the next renewal, or until max_hold is reached if sooner."""
+        if self.hold_until is None:
+            return self.interval
+        return min(self.interval, max(self.hold_until - time.monotonic(), 0.0))
+
+    def held_too_long(self) -> Optional[str]:
+        """Why renewing stops now (max_hold reached), or None."""
+        if self.hold_until is not None and time.monotonic() >= self.hold_until:
+            return (f"held for max_hold ({self.max_hold:g}s): no longer renewed, it runs out at its TTL "
+                    f"(about {max(self.deadline - time.monotonic(), 0.0):.1f}s from now)")
+        return None
 
     def renewed(self, sent: float) -> None:
         self.deadline = sent + self.lease.ttl
@@ -137,25 +156,33 @@ class Lease(LeaseBase):
         """
         self._renewed(self._handle._renew(self.id, self._renewal_ms(ttl)))
 
-    def start_auto_renew(self, on_lost: Optional[OnLost] = None) -> None:
-        """Renew every ttl/3 in a daemon thread until released.
+    def start_auto_renew(self, on_lost: Optional[OnLost] = None, max_hold: Optional[float] = None) -> None:
+        """Renew every ttl/3 in a daemon thread until released, or for at most ``max_hold``
+        seconds (None: no limit).
 
         If the lease cannot be renewed (it ended, or Redis stayed unreachable until the lease
-        ran out), ``lost`` becomes True, a warning is logged and ``on_lost(lease)`` is called.
+        ran out), or ``max_hold`` has passed, ``lost`` becomes True, a warning is logged and
+        ``on_lost(lease)`` is called (past max_hold the lease still runs until its TTL: stop
+        the work then).
         """
         if self._renewer is not None or self.released:
             return
         self._on_lost = on_lost
+        self._max_hold = None if max_hold is None else check_seconds(max_hold, "max_hold")
         self._stop = threading.Event()
         self._renewer = threading.Thread(target=self._renew_loop, name=f"wshare-renew-{self.id[:8]}",
                                          daemon=True)
         self._renewer.start()
 
     def _renew_loop(self) -> None:
-        plan = RenewalPlan(self)
+        plan = RenewalPlan(self, self._max_hold)
         stop = self._stop
         assert stop is not None
-        while not stop.wait(plan.interval):
+        while not stop.wait(plan.next_wait()):
+            why = plan.held_too_long()
+            if why is not None:
+                self._mark_lost(why)
+                return
             sent = time.monotonic()
             try:
                 self.renew()

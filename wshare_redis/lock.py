@@ -21,12 +21,14 @@ class LockBase(Generic[L]):
 
     def __init__(self, client: Any, name: str, *, ttl: float = DEFAULT_TTL,
                  prefix: str = DEFAULT_PREFIX, auto_renew: bool = False,
-                 on_lost: Optional[OnLost] = None, min_replicas: int = 0, replica_timeout: float = 0.1) -> None:
+                 on_lost: Optional[OnLost] = None, min_replicas: int = 0, replica_timeout: float = 0.1,
+                 max_hold: Optional[float] = None) -> None:
         self.pool = self._pool_type(client, name, prefix=prefix, min_replicas=min_replicas,
                                     replica_timeout=replica_timeout)
         self.ttl = ttl
         self.auto_renew = auto_renew
         self.on_lost = on_lost
+        self.max_hold = max_hold  # checked at acquire, like ttl
         self.lease: Optional[L] = None
 
     @property
@@ -57,7 +59,8 @@ class Lock(LockBase[Lease]):
     def acquire(self, timeout: Optional[float] = None) -> Lease:
         """Wait up to ``timeout`` seconds (None: for ever) for the lock; AcquireTimeout if not granted."""
         self._check_not_held()
-        self.lease = self.pool._acquire(LOCK_MEMBER, 1, self.ttl, timeout, self.auto_renew, self.on_lost, "1")
+        self.lease = self.pool._acquire(LOCK_MEMBER, 1, self.ttl, timeout, self.auto_renew, self.on_lost, "1",
+                                        max_hold=self.max_hold)
         return self.lease
 
     def release(self) -> bool:

@@ -143,27 +143,32 @@ class Pool(PoolCore[Lease]):
     # -- acquiring ----------------------------------------------------------------------------
 
     def try_acquire(self, member: str, *, units: int = 1, ttl: float = DEFAULT_TTL,
-                    auto_renew: bool = False, on_lost: Optional[OnLost] = None) -> Optional[Lease]:
+                    auto_renew: bool = False, on_lost: Optional[OnLost] = None,
+                    max_hold: Optional[float] = None) -> Optional[Lease]:
         """Take ``units`` now if the rules allow it, else return None. Never blocks or queues."""
-        return self._drive(self._flow_try_acquire(member, units, ttl, auto_renew, on_lost))
+        return self._drive(self._flow_try_acquire(member, units, ttl, auto_renew, on_lost, max_hold))
 
     def acquire(self, member: str, *, units: int = 1, ttl: float = DEFAULT_TTL,
                 timeout: Optional[float] = None, auto_renew: bool = False,
-                on_lost: Optional[OnLost] = None, cancel: Optional[threading.Event] = None) -> Lease:
+                on_lost: Optional[OnLost] = None, cancel: Optional[threading.Event] = None,
+                max_hold: Optional[float] = None) -> Lease:
         """Take ``units``, waiting in the pool's fair queue until granted.
 
         ``timeout``: seconds to wait (None: for ever; 0: no waiting) before AcquireTimeout.
         ``ttl``: seconds the lease lives without renewal. ``auto_renew``: renew in the
-        background until released (see ``Lease.lost`` and ``on_lost``). ``cancel``: an event
-        another thread may set to stop waiting (AcquireCancelled, within 0.2 s). Use the
-        returned lease as a context manager to release it on exit.
+        background until released (see ``Lease.lost`` and ``on_lost``). ``max_hold``: with
+        auto_renew, stop renewing that many seconds after the grant (on_lost is called; the
+        lease then runs out at its TTL), so a hung holder cannot keep the units for ever.
+        ``cancel``: an event another thread may set to stop waiting (AcquireCancelled,
+        within 0.2 s). Use the returned lease as a context manager to release it on exit.
         """
-        return self._acquire(member, units, ttl, timeout, auto_renew, on_lost, "", cancel)
+        return self._acquire(member, units, ttl, timeout, auto_renew, on_lost, "", cancel, max_hold)
 
     def _acquire(self, member: str, units: int, ttl: float, timeout: Optional[float],
                  auto_renew: bool, on_lost: Optional[OnLost], create: str,
-                 cancel: Optional[threading.Event] = None) -> Lease:
-        return self._drive(self._flow_acquire(member, units, ttl, timeout, auto_renew, on_lost, create, cancel))
+                 cancel: Optional[threading.Event] = None, max_hold: Optional[float] = None) -> Lease:
+        return self._drive(self._flow_acquire(member, units, ttl, timeout, auto_renew, on_lost, create, cancel,
+                                              max_hold))
 
     def _wait(self, waiter: str, next_expiry_ms: int, deadline: Optional[float],
               cancel: Optional[threading.Event] = None) -> tuple[Optional[str], int]:

@@ -5,7 +5,8 @@ also on SIGINT, SIGTERM or SIGHUP (forwarded to the command first). If the lease
 (revoked, or it expired because Redis was unreachable for longer than its TTL), a line
 goes to stderr and the command gets SIGTERM, since it no longer runs under quota, then
 SIGKILL if it is still running ``kill_after`` seconds later (``keep_on_lost=True`` lets it
-finish). The exit status is the command's own (128 + N when it was ended by signal N).
+finish). With ``max_hold`` the lease is renewed for that long at most, and the command is
+then treated as on a lost lease, so a hung command cannot hold its units for ever. The exit status is the command's own (128 + N when it was ended by signal N).
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ class RunConfig:
     timeout: Optional[float] = None
     keep_on_lost: bool = False
     kill_after: Optional[float] = 10.0  # SIGKILL this long after a lost lease's SIGTERM (None: never)
+    max_hold: Optional[float] = None  # stop renewing after this long: the command is then stopped as on a loss
 
 
 def _terminal_sent_it() -> bool:
@@ -93,7 +95,7 @@ def run_command(pool: Pool, cfg: RunConfig, argv: Sequence[str]) -> int:
     waiting = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         lease = pool.acquire(cfg.member, units=cfg.units, ttl=cfg.ttl, timeout=cfg.timeout,
-                             auto_renew=True, on_lost=on_lost)
+                             auto_renew=True, on_lost=on_lost, max_hold=cfg.max_hold)
     finally:
         for signum, handler in waiting.items():
             signal.signal(signum, handler)

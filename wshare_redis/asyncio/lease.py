@@ -8,6 +8,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Optional
 
+from .._checks import check_seconds
 from ..lease import LeaseBase, OnLost, RenewalPlan
 from ._dispatch import detached
 
@@ -45,40 +46,47 @@ class Lease(LeaseBase):
         ms = self._renewal_ms(ttl)
         self._renewed(await self._handle._drive(self._handle._flow_renew(self.id, ms)))
 
-    def start_auto_renew(self, on_lost: Optional[OnLost] = None) -> None:
-        """Renew every ttl/3 in a task of the running loop until released.
+    def start_auto_renew(self, on_lost: Optional[OnLost] = None, max_hold: Optional[float] = None) -> None:
+        """Renew every ttl/3 in a task of the running loop until released, or for at most
+        ``max_hold`` seconds (None: no limit).
 
         If the lease cannot be renewed (it ended, or Redis stayed unreachable until the lease
-        ran out), ``lost`` becomes True, a warning is logged and ``on_lost(lease)`` is called
-        (and awaited if it returns an awaitable).
+        ran out), or ``max_hold`` has passed, ``lost`` becomes True, a warning is logged and
+        ``on_lost(lease)`` is called (and awaited if it returns an awaitable); past max_hold
+        the lease still runs until its TTL.
         """
         if self._renewer is not None or self.released:
             return
         self._on_lost = on_lost
+        self._max_hold = None if max_hold is None else check_seconds(max_hold, "max_hold")
         self._renewer = asyncio.get_running_loop().create_task(self._renew_loop(),
                                                                name=f"wshare-renew-{self.id[:8]}")
 
     async def _renew_loop(self) -> None:
-        plan = RenewalPlan(self)
+        plan = RenewalPlan(self, self._max_hold)
         while True:
-            await asyncio.sleep(plan.interval)
+            await asyncio.sleep(plan.next_wait())
             if self._releasing:
                 return
-            sent = time.monotonic()
-            try:
-                await self.renew()
-            except Exception as e:
-                why = plan.failed(e)
-                if why is not None:
-                    outcome = self._mark_lost(why)
-                    if inspect.isawaitable(outcome):
-                        try:
-                            await outcome
-                        except Exception:
-                            log.exception("wshare: on_lost callback failed")
-                    return
-            else:
-                plan.renewed(sent)
+            why = plan.held_too_long()
+            if why is None:
+                sent = time.monotonic()
+                try:
+                    await self.renew()
+                except Exception as e:
+                    why = plan.failed(e)
+                    if why is None:
+                        continue
+                else:
+                    plan.renewed(sent)
+                    continue
+            outcome = self._mark_lost(why)
+            if inspect.isawaitable(outcome):
+                try:
+                    await outcome
+                except Exception:
+                    log.exception("wshare: on_lost callback failed")
+            return
 
     async def release(self) -> bool:
         """Give the units back; True if the lease was live, False if it had already ended.

@@ -26,7 +26,8 @@ class Lock(LockBase[Lease]):
     async def acquire(self, timeout: Optional[float] = None) -> Lease:
         """Wait up to ``timeout`` seconds (None: for ever) for the lock; AcquireTimeout if not granted."""
         self._check_not_held()
-        self.lease = await self.pool._acquire(LOCK_MEMBER, 1, self.ttl, timeout, self.auto_renew, self.on_lost, "1")
+        self.lease = await self.pool._acquire(LOCK_MEMBER, 1, self.ttl, timeout, self.auto_renew, self.on_lost, "1",
+                                              max_hold=self.max_hold)
         return self.lease
 
     async def release(self) -> bool:

@@ -181,31 +181,35 @@ class Pool(PoolCore[Lease]):
     # -- acquiring ----------------------------------------------------------------------------
 
     async def try_acquire(self, member: str, *, units: int = 1, ttl: float = DEFAULT_TTL,
-                          auto_renew: bool = False, on_lost: Optional[OnLost] = None) -> Optional[Lease]:
+                          auto_renew: bool = False, on_lost: Optional[OnLost] = None,
+                          max_hold: Optional[float] = None) -> Optional[Lease]:
         """Take ``units`` now if the rules allow it, else return None. Never blocks or queues.
         A caller cancelled during the call leaves no lease behind."""
-        return await self._drive(self._flow_try_acquire(member, units, ttl, auto_renew, on_lost))
+        return await self._drive(self._flow_try_acquire(member, units, ttl, auto_renew, on_lost, max_hold))
 
     def acquire(self, member: str, *, units: int = 1, ttl: float = DEFAULT_TTL,
                 timeout: Optional[float] = None, auto_renew: bool = False,
-                on_lost: Optional[OnLost] = None, cancel: Optional[asyncio.Event] = None) -> Acquiring:
+                on_lost: Optional[OnLost] = None, cancel: Optional[asyncio.Event] = None,
+                max_hold: Optional[float] = None) -> Acquiring:
         """Take ``units``, waiting in the pool's fair queue until granted: ``lease = await
         pool.acquire(...)``, or ``async with pool.acquire(...) as lease:`` to release on exit.
 
         ``timeout``: seconds to wait (None: for ever; 0: no waiting) before AcquireTimeout.
         ``ttl``: seconds the lease lives without renewal. ``auto_renew``: renew in a task until
         released (see ``Lease.lost`` and ``on_lost``, which may be a coroutine function).
+        ``max_hold``: with auto_renew, stop renewing that many seconds after the grant
+        (on_lost is called; the lease then runs out at its TTL).
         ``cancel``: an asyncio.Event that stops the wait when set (AcquireCancelled).
         Cancelling the task stops the wait too: it leaves the queue, and a grant that raced
         with the cancellation is given back.
         """
-        return Acquiring(self._acquire(member, units, ttl, timeout, auto_renew, on_lost, "", cancel))
+        return Acquiring(self._acquire(member, units, ttl, timeout, auto_renew, on_lost, "", cancel, max_hold))
 
     async def _acquire(self, member: str, units: int, ttl: float, timeout: Optional[float],
                        auto_renew: bool, on_lost: Optional[OnLost], create: str,
-                       cancel: Optional[asyncio.Event] = None) -> Lease:
+                       cancel: Optional[asyncio.Event] = None, max_hold: Optional[float] = None) -> Lease:
         return await self._drive(self._flow_acquire(member, units, ttl, timeout, auto_renew, on_lost, create,
-                                                    cancel))
+                                                    cancel, max_hold))
 
     # -- parked requests (for adapters) -------------------------------------------------------
 
