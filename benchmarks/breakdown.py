@@ -16,7 +16,6 @@ Three tables, measured on a private redis-server (or ``--url``):
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -26,6 +25,8 @@ from typing import Any, Callable
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cycle  # noqa: E402  (the cycles measured, from benchmarks/)
 from wshare_redis import Pool  # noqa: E402
 from wshare_redis.scripts import lua_dir  # noqa: E402
 
@@ -83,8 +84,10 @@ def pieces(r: redis.Redis, n: int) -> list[tuple[str, float]]:
     return out
 
 
-def client_split(r: redis.Redis, pool: Pool, n: int, rounds: int) -> dict[str, tuple[float, float]]:
-    """{case: (us per cycle inside fcall, us per cycle outside it)}, medians over rounds."""
+def client_split(r: redis.Redis, cases: dict[str, Callable[[], Any]], n: int,
+                 rounds: int) -> dict[str, tuple[float, float]]:
+    """{case: (us per cycle inside redis-py's fcall, us per cycle outside it)}, medians over
+    rounds; every case's script calls go through ``r.fcall``."""
     inside: list[int] = []
     plain_fcall = r.fcall
 
@@ -95,24 +98,11 @@ def client_split(r: redis.Redis, pool: Pool, n: int, rounds: int) -> dict[str, t
         finally:
             inside.append(time.perf_counter_ns() - t)
 
-    keys, names = pool.keys.script_keys, pool._scripts.names
-    ids = iter(range(1 << 62))
-
-    def bare() -> None:
-        lease_id = f"{next(ids):032x}"
-        r.fcall(names["acquire"], len(keys), *keys, "m", 1, 30000, lease_id, "try", 0, "", "")
-        r.fcall(names["release"], len(keys), *keys, lease_id)
-
-    def wshare() -> None:
-        lease = pool.try_acquire("m")
-        assert lease is not None
-        lease.release()
-
     r.fcall = timed_fcall  # type: ignore[method-assign]
     try:
-        results: dict[str, list[tuple[float, float]]] = {"try_acquire + release": [], "bare FCALLs": []}
+        results: dict[str, list[tuple[float, float]]] = {label: [] for label in cases}
         for _ in range(rounds):
-            for label, fn in (("try_acquire + release", wshare), ("bare FCALLs", bare)):
+            for label, fn in cases.items():
                 fn()
                 inside.clear()
                 t = time.perf_counter_ns()
@@ -127,22 +117,17 @@ def client_split(r: redis.Redis, pool: Pool, n: int, rounds: int) -> dict[str, t
 
 
 def run(url: str, quick: bool) -> list[str]:
-    """The three tables, as lines (run.py's section interface)."""
+    """The three tables, as lines (run.py's section interface). The cycles are cycle.py's:
+    try_acquire + release of a member while another member holds, and the same two script
+    calls made with a bare FCALL."""
     r = redis.Redis.from_url(url)
-    pool = Pool(r, "bench-profile")
-    pool.configure(capacity=4)
-    other = pool.try_acquire("other", ttl=600)  # another member holds, as in a shared pool
-    assert other is not None
+    fns = cycle.cases(r)
+    wshare, bare = fns["wshare try_acquire+release"], fns["wshare scripts, bare FCALL"]
     n = 200 if quick else 3000
-
-    def cycle() -> None:
-        lease = pool.try_acquire("m")
-        assert lease is not None
-        lease.release()
 
     out = ["[1] server time per try_acquire + release cycle, by Redis command (INFO commandstats)",
            f"{'command':22} {'calls/cycle':>12} {'us/cycle':>10}"]
-    rows = commands_per_cycle(r, cycle, n)
+    rows = commands_per_cycle(r, wshare, n)
     for name, calls, us in rows:
         out.append(f"{name:22} {calls:12.2f} {us:10.2f}")
     fcall = next((us for name, _, us in rows if name == "fcall"), 0.0)
@@ -150,12 +135,7 @@ def run(url: str, quick: bool) -> list[str]:
     commands = sum(calls for name, calls, _ in rows if name != "fcall")
     out.append(f"{'inside the commands':22} {commands:12.2f} {nested:10.2f}")
     out.append(f"{'Lua and bridging':22} {'':12} {fcall - nested:10.2f}   (FCALL total minus its commands)")
-    one = r.register_script("return 1")
-    one()
-    r.config_resetstat()
-    for _ in range(n):
-        one()
-    empty = r.info("commandstats")["cmdstat_evalsha"]["usec_per_call"]
+    empty = next(us for name, _, us in commands_per_cycle(r, fns[cycle.FLOOR], n) if name == "evalsha") / 2
     out.append(f"{'empty script call':22} {'':12} {empty:10.2f}   (EVALSHA return 1, per call)")
 
     out += ["", "[2] server time by piece of lib.lua (each run many times inside one FCALL)",
@@ -166,9 +146,10 @@ def run(url: str, quick: bool) -> list[str]:
 
     out += ["", "[3] client time per cycle: inside redis-py's fcall (round trip, server, parsing) and outside",
             f"{'case':24} {'inside us':>10} {'outside us':>11}"]
-    for label, (ins, outs) in client_split(r, pool, n, 2 if quick else 5).items():
+    split = client_split(r, {"try_acquire + release": wshare, "bare FCALLs": bare}, n, 2 if quick else 5)
+    for label, (ins, outs) in split.items():
         out.append(f"{label:24} {ins:10.1f} {outs:11.1f}")
-    pool.delete()
+    cycle.cleanup(r)
     r.close()
     return out
 
@@ -177,18 +158,6 @@ def format_rows(rows: list[str]) -> str:
     return "\n".join(rows)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--url")
-    ap.add_argument("--quick", action="store_true")
-    a = ap.parse_args()
-    if a.url:
-        print(format_rows(run(a.url, a.quick)))
-    else:
-        from wshare_redis.embedded import RedisServer
-        with RedisServer() as server:
-            print(format_rows(run(server.url, a.quick)))
-
-
 if __name__ == "__main__":
-    main()
+    from run import standalone
+    standalone(__doc__, run, format_rows)

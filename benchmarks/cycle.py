@@ -16,7 +16,6 @@ Two more rows take the wshare cycle apart:
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from typing import Any, Callable
@@ -143,6 +142,13 @@ def cases(r: redis.Redis) -> dict[str, Callable[[], Any]]:
     return out
 
 
+def cleanup(r: redis.Redis) -> None:
+    """Delete every key ``cases`` made."""
+    Pool(r, "bench-cycle").delete()
+    r.delete(*[f"bench-cmds:{{c}}:{k}" for k in ("pool", "members", "leases", "expiry", "active", "stats")])
+    Pool(r, "bench-lock").delete()
+
+
 def run(url: str, quick: bool) -> list[dict[str, Any]]:
     """Each round measures every case right after a floor measurement of its own, and the
     case's ratio is the median over rounds of case / that floor: a burst of load from
@@ -162,9 +168,7 @@ def run(url: str, quick: bool) -> list[dict[str, Any]]:
             if k != FLOOR:
                 rates[k].append(value)
             ratios[k].append(value / floor)
-    Pool(r, "bench-cycle").delete()
-    r.delete(*[f"bench-cmds:{{c}}:{k}" for k in ("pool", "members", "leases", "expiry", "active", "stats")])
-    Pool(r, "bench-lock").delete()
+    cleanup(r)
     return [{"section": "1-2 uncontended, one client", "name": k, "value": statistics.median(rates[k]),
              "unit": "cycles/s", "ratio": statistics.median(ratios[k]), "note": ""} for k in todo]
 
@@ -175,18 +179,6 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--url")
-    ap.add_argument("--quick", action="store_true")
-    a = ap.parse_args()
-    if a.url:
-        print(format_rows(run(a.url, a.quick)))
-    else:
-        from wshare_redis.embedded import RedisServer
-        with RedisServer() as server:
-            print(format_rows(run(server.url, a.quick)))
-
-
 if __name__ == "__main__":
-    main()
+    from run import standalone
+    standalone(__doc__, run, format_rows)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 
 HERE = Path(__file__).resolve().parent
@@ -48,6 +49,21 @@ def machine(url: str) -> list[str]:
             + version("python-redis-lock") + ", dramatiq " + version("dramatiq") + ", wshare-redis "
             + version("wshare-redis"),
             f"- run at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"]
+
+
+def standalone(doc: str, run: Callable[[str, bool], Any], format_rows: Callable[[Any], str]) -> None:
+    """The command line of a section run on its own: ``--url`` (default: a private
+    redis-server) and ``--quick``; prints its table."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--url")
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    if a.url:
+        print(format_rows(run(a.url, a.quick)))
+    else:
+        from wshare_redis.embedded import RedisServer
+        with RedisServer() as server:
+            print(format_rows(run(server.url, a.quick)))
 
 
 def run_all(url: str, quick: bool) -> tuple[list[str], list[str]]:

@@ -314,18 +314,23 @@ local function parse_entry(e)
   return m, tonumber(seq), tonumber(units), tonumber(ttl), id
 end
 
-local function first_entry(m)
-  return redis.call('ZRANGEBYLEX', K_QUEUE, '[' .. m .. '\0', '(' .. m .. '\1', 'LIMIT', '0', '1')[1]
+-- The first n ('1', '2') queue entries of member m, in FIFO order.
+local function entries(m, n)
+  return redis.call('ZRANGEBYLEX', K_QUEUE, '[' .. m .. '\0', '(' .. m .. '\1', 'LIMIT', '0', n)
 end
 
-local function set_head(r)
-  local e = first_entry(r.m)
+-- Make entry e (nil: none) the member's head request.
+local function head_from(r, e)
   if e then
     local _, seq, units = parse_entry(e)
     r.hseq, r.hu = seq, units
   else
     r.hseq, r.hu = 0, 0
   end
+end
+
+local function set_head(r)
+  head_from(r, entries(r.m, '1')[1])
 end
 
 -- Remove a queue entry from every index (not from the member's counters). Returns true if
@@ -366,6 +371,12 @@ end
 
 -- Leases -------------------------------------------------------------------------------------
 
+-- Lease id now expires at exp (ms): granted or renewed, perhaps with a shorter ttl.
+local function expire_at(id, exp)
+  redis.call('ZADD', K_EXPIRY, I(exp), id)
+  if exp < P.next_exp then P.next_exp = exp end
+end
+
 local function grant(r, id, units, ttl, now, wake)
   touch(r, now)
   r.held = r.held + units
@@ -374,8 +385,7 @@ local function grant(r, id, units, ttl, now, wake)
   count('grants', r.m)
   local exp = now + ttl
   redis.call('HSET', K_LEASES, id, string.format('%d:%d:%d:%d:', units, P.token, ttl, now) .. r.m)
-  redis.call('ZADD', K_EXPIRY, I(exp), id)
-  if exp < P.next_exp then P.next_exp = exp end
+  expire_at(id, exp)
   if wake then notify(id, 'ok:' .. I(P.token) .. ':' .. I(exp), ttl) end
   return P.token, exp
 end
@@ -418,8 +428,7 @@ local function dispatch(now)
     local r = first_ready(now)
     if not r then return false end
     if r.hu > free then return false end  -- the head is never overtaken (rule 4)
-    -- The head request and the one after it, which becomes the head.
-    local es = redis.call('ZRANGEBYLEX', K_QUEUE, '[' .. r.m .. '\0', '(' .. r.m .. '\1', 'LIMIT', '0', '2')
+    local es = entries(r.m, '2')  -- the head request and the one after it, which becomes the head
     local e = es[1]
     if not e then abort('corrupt', 'member ' .. r.m .. ' is ready with an empty queue') end
     local _, _, units, ttl, id = parse_entry(e)
@@ -428,12 +437,7 @@ local function dispatch(now)
     P.waiting = P.waiting - units
     grant(r, id, units, ttl, now, not parked)
     if parked then redis.call('RPUSH', K_HANDOFF, id) end
-    if es[2] then
-      local _, seq, next_units = parse_entry(es[2])
-      r.hseq, r.hu = seq, next_units
-    else
-      r.hseq, r.hu = 0, 0
-    end
+    head_from(r, es[2])
     rec_save(r)
   end
   return true
@@ -454,8 +458,7 @@ local function reclaim(now)
     end
     more = #expired == 2 * MAX_RECLAIM
     if not more then  -- all due are reclaimed: the bound becomes the earliest expiry left
-      local t = redis.call('ZRANGE', K_EXPIRY, '0', '0', 'WITHSCORES')
-      P.next_exp = tonumber(t[2]) or NONE
+      P.next_exp = lowest(K_EXPIRY) or NONE
     end
   end
   if P.waiting > 0 and now >= P.next_dead then
@@ -464,8 +467,7 @@ local function reclaim(now)
       if not drop_waiter(id, now, false, 'purged') then redis.call('ZREM', K_ALIVE, id) end
     end
     if #dead < MAX_PURGE then
-      local t = redis.call('ZRANGE', K_ALIVE, '0', '0', 'WITHSCORES')
-      P.next_dead = tonumber(t[2]) or NONE
+      P.next_dead = lowest(K_ALIVE) or NONE
     end
   end
   return more
@@ -494,8 +496,8 @@ end
 
 -- Milliseconds until the earliest lease expiry (-1: no lease): when waiters re-check.
 local function next_expiry(now)
-  local t = redis.call('ZRANGE', K_EXPIRY, '0', '0', 'WITHSCORES')
-  if t[1] then return math.max(tonumber(t[2]) - now, 0) end
+  local exp = lowest(K_EXPIRY)
+  if exp then return math.max(exp - now, 0) end
   return -1
 end
 

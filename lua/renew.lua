@@ -11,8 +11,7 @@ return run(function()
   local result = {'lost'}
   if exp and tonumber(exp) > now then  -- listed in :expiry if and only if in :leases
     exp = now + tonumber(ARGV[2])
-    redis.call('ZADD', K_EXPIRY, I(exp), id)
-    if exp < P.next_exp then P.next_exp = exp end  -- a shorter ttl than before
+    expire_at(id, exp)
     result = {'ok', I(exp)}
   end
   result[#result + 1] = housekeeping(now) and 1 or 0

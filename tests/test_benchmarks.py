@@ -40,10 +40,10 @@ def test_the_commands_bound_issues_what_the_scripts_issue(redis_server):
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
+        import breakdown
         import cycle
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    from wshare_redis import Pool
 
     r = redis.Redis.from_url(redis_server.url)
     r.flushdb()
@@ -51,13 +51,8 @@ def test_the_commands_bound_issues_what_the_scripts_issue(redis_server):
     wshare, bound = fns["wshare try_acquire+release"], fns["bound: the scripts' Redis commands"]
 
     def commands(fn) -> dict[str, int]:
-        fn()  # warm: the library loaded, the member known
-        r.config_resetstat()
-        for _ in range(10):
-            fn()
-        stats = r.info("commandstats")
-        out = {k[len("cmdstat_"):]: v["calls"] for k, v in stats.items()
-               if k not in ("cmdstat_fcall", "cmdstat_evalsha", "cmdstat_info") and not k.startswith("cmdstat_config")}
+        out = {name: round(calls * 10) for name, calls, _ in breakdown.commands_per_cycle(r, fn, 10)
+               if name not in ("fcall", "evalsha")}
         # A release either rewrites the member's record or, when it went idle owing nothing
         # (a hold shorter than the clock's millisecond), forgets it: one HSET or one HDEL.
         out["hset+hdel"] = out.pop("hset", 0) + out.pop("hdel", 0)
@@ -66,6 +61,5 @@ def test_the_commands_bound_issues_what_the_scripts_issue(redis_server):
     issued = commands(wshare)
     assert sum(issued.values()) == 10 * 21, issued  # 10 acquire + 11 release commands per cycle
     assert commands(bound) == issued
-    Pool(r, "bench-cycle").delete()
-    Pool(r, "bench-lock").delete()
+    cycle.cleanup(r)
     r.close()
